@@ -1,0 +1,70 @@
+"""The convolutional denoising auto-encoder (CDAE) visual branch (128x128 grayscale)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medvqa.models.visual import InputSpec, VisualEncoder, register_encoder
+
+CDAE_INPUT = InputSpec(key="gray128", size=128, channels=1)
+CODE_SHAPE = (16, 32, 32)
+
+
+class CDAEEncoder(VisualEncoder):
+    """Encoder 1x128x128 -> 16x32x32 code, flattened to 16384 (the head projects it to 64); decoder back to 1x128x128.
+
+    Parameter names follow the published state dict (conv1..conv5, tran_conv1..2) so it loads as is.
+    """
+
+    input_spec = CDAE_INPUT
+    output_dim = CODE_SHAPE[0] * CODE_SHAPE[1] * CODE_SHAPE[2]
+    projection_dim = 64
+
+    def __init__(self, reconstruction_weight: float = 0.001) -> None:
+        super().__init__()
+        self.reconstruction_weight = reconstruction_weight
+        self.conv1 = nn.Conv2d(1, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(64, 32, 3, padding=1)
+        self.conv3 = nn.Conv2d(32, 16, 3, padding=1)
+        self.tran_conv1 = nn.ConvTranspose2d(16, 32, 3, stride=2, padding=1, output_padding=1)
+        self.conv4 = nn.Conv2d(32, 32, 3, padding=1)
+        self.tran_conv2 = nn.ConvTranspose2d(32, 64, 3, stride=2, padding=1, output_padding=1)
+        self.conv5 = nn.Conv2d(64, 1, 3, padding=1)
+
+    def code(self, images: Tensor) -> Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(images)), 2)  # [B, 64, 64, 64]
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # [B, 32, 32, 32]
+        return F.relu(self.conv3(x))  # [B, 16, 32, 32]
+
+    def decode(self, code: Tensor) -> Tensor:
+        x = F.relu(self.tran_conv1(code))  # [B, 32, 64, 64]
+        x = F.relu(self.conv4(x))  # [B, 32, 64, 64]
+        x = F.relu(self.tran_conv2(x))  # [B, 64, 128, 128]
+        return torch.sigmoid(self.conv5(x))  # [B, 1, 128, 128]
+
+    def encode(self, images: Tensor) -> Tensor:
+        return self.code(images).flatten(1)  # [B, 16384]
+
+    def auxiliary_loss(self, images: Tensor, features: Tensor) -> Tensor:
+        """``reconstruction_weight`` x MSE between the decoded code and the input image."""
+        recon = self.decode(features.view(-1, *CODE_SHAPE))  # [B, 1, 128, 128]
+        return self.reconstruction_weight * F.mse_loss(recon.float(), images.float())
+
+    def load_published(self, path: str | Path) -> None:
+        """Load ``pretrained_ae.pth`` (a plain state dict); missing or unexpected keys are named."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        result = self.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{path}: missing keys {result.missing_keys}, unexpected keys {result.unexpected_keys}")
+
+
+@register_encoder("cdae")
+def cdae(weights: str | Path | None = None, reconstruction_weight: float = 0.001) -> CDAEEncoder:
+    """The CDAE, from the published weights when ``weights`` names them."""
+    encoder = CDAEEncoder(reconstruction_weight)
+    if weights:
+        encoder.load_published(weights)
+    return encoder
