@@ -1,0 +1,183 @@
+"""Build a prepared dataset directory from a raw dataset, atomically (temporary directory + rename)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data_prep import slake, synthetic, vqa_rad
+from data_prep.images import IMAGE_SPECS, build_image_caches, parse_specs
+from data_prep.legacy import write_legacy_files
+from data_prep.source import RawDataset
+from medvqa.data.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
+from medvqa.data.records import ANSWER_TYPES, SPLITS, VQARecord
+from medvqa.data.text import ANSWER_SOURCES, AnswerVocab, Dictionary
+from medvqa.errors import UserError
+
+
+@dataclass
+class PrepareOptions:
+    """Everything ``medvqa prepare`` can set; defaults are the sound choices."""
+
+    source: Path | None = None
+    glove: Path | None = None
+    language: str = "en"  # SLAKE q_lang, or "all"
+    layout: str = "auto"  # VQA-RAD: auto / split / raw
+    answers_from: str = "train"
+    unknown: str = "token"  # or "last-word" (published)
+    image_specs: list[str] = field(default_factory=lambda: list(IMAGE_SPECS))
+    square_filter: str = "bicubic"
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    legacy_files: bool = False
+    overwrite: bool = False
+    synthetic_images: int = 240
+    synthetic_seed: int = 0
+
+
+READERS: dict[str, Callable[[PrepareOptions], RawDataset]] = {
+    "vqa-rad": lambda o: vqa_rad.read(_source(o), o.layout),
+    "slake": lambda o: slake.read(_source(o), o.language),
+    "synthetic": lambda o: synthetic.generate(o.synthetic_images, o.synthetic_seed),
+}
+
+
+def _source(options: PrepareOptions) -> Path:
+    if options.source is None:
+        raise UserError("--source PATH is required for this dataset")
+    if not options.source.exists():
+        raise UserError(f"source not found: {options.source}")
+    return options.source
+
+
+def hold_out_validation(records: list[VQARecord], fraction: float, seed: int) -> list[VQARecord]:
+    """Mark a fixed part of train as ``val``: per answer type, the ``fraction`` of questions whose
+    ``sha256(seed:qid)`` sorts first. Independent of library versions and of record order."""
+    if not 0 < fraction < 1:
+        raise UserError(f"validation fraction {fraction} must be between 0 and 1")
+    chosen: set[str] = set()
+    for answer_type in ANSWER_TYPES:
+        qids = [r.qid for r in records if r.split == "train" and r.answer_type == answer_type]
+        qids.sort(key=lambda q: hashlib.sha256(f"{seed}:{q}".encode()).hexdigest())
+        chosen.update(qids[: round(fraction * len(qids))])
+    return [dataclasses.replace(r, split="val") if r.qid in chosen and r.split == "train" else r for r in records]
+
+
+def _counts(records: list[VQARecord]) -> dict[str, int]:
+    by_type = Counter(r.answer_type for r in records)
+    return {"total": len(records), **{t: by_type[t] for t in ANSWER_TYPES}}
+
+
+def _unanswerable(test: list[VQARecord], vocab: AnswerVocab) -> dict[str, int]:
+    return _counts([r for r in test if vocab.label(r.answer) is None])
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise UserError(f"output directory {out} already exists; pass --overwrite to replace it")
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create output directory {parent}: {error.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"output directory {parent} is not writable")
+
+
+def prepare(dataset: str, out: Path, options: PrepareOptions) -> dict:
+    """Read ``dataset``, build vocabularies, embeddings and image caches, write ``out``; return the summary."""
+    if dataset not in READERS:
+        raise UserError(f"unknown dataset {dataset!r}: choose from {', '.join(READERS)}")
+    if options.answers_from not in ANSWER_SOURCES:
+        raise UserError(f"unknown answer source {options.answers_from!r}: choose from {', '.join(ANSWER_SOURCES)}")
+    specs = parse_specs(options.image_specs)
+    _check_output(out, options.overwrite)
+    started = time.perf_counter()
+
+    raw = READERS[dataset](options)
+    records = raw.records
+    val_held_out = not any(r.split == "val" for r in records)
+    if val_held_out:
+        records = hold_out_validation(records, options.val_fraction, options.val_seed)
+    for split in SPLITS:
+        if not any(r.split == split for r in records):
+            raise UserError(f"{raw.source or dataset}: split '{split}' is empty")
+    official_train = [r for r in records if r.split in (("train", "val") if val_held_out else ("train",))]
+    test = [r for r in records if r.split == "test"]
+
+    train_questions = [r.question for r in official_train]
+    dictionary = Dictionary.build(train_questions, unknown=options.unknown)
+    words = dictionary.vocabulary
+    glove_table = load_glove(options.glove) if options.glove else {}
+    glove = glove_init(words, glove_table)
+    last_word = Dictionary(words, unknown="last-word")
+    tfidf = {w: tfidf_glove_init(tfidf_matrix(train_questions, last_word, w), glove) for w in ("published", "corrected")}
+
+    splits_for = {"train": official_train, "train+val": [r for r in records if r.split in ("train", "val")],
+                  "train+test": official_train + test}
+    vocabularies = {s: AnswerVocab.build(splits_for[s], source=s) for s in ANSWER_SOURCES}
+    image_ids = sorted({r.image_id for r in records})
+    if raw.image_order is not None:
+        missing = set(image_ids) - set(raw.image_order)
+        if missing:
+            raise UserError(f"{raw.source}: image index lacks {len(missing)} image(s), e.g. {sorted(missing)[0]}")
+        image_ids = list(raw.image_order)
+
+    out = Path(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
+    try:
+        manifest = build_image_caches(image_ids, raw.open_image, specs, staging / "images", options.square_filter)
+        (staging / "images" / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        with (staging / "records.jsonl").open("w", encoding="utf8") as handle:
+            for record in records:
+                handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        (staging / "dictionary.json").write_text(json.dumps(dictionary.to_dict(), ensure_ascii=False))
+        (staging / "answers.json").write_text(json.dumps(vocabularies[options.answers_from].to_dict(), ensure_ascii=False))
+        np.savez(staging / "embeddings.npz", glove=glove, tfidf_published=tfidf["published"],
+                 tfidf_corrected=tfidf["corrected"])
+        (staging / "splits.json").write_text(json.dumps({
+            "val_held_out_of_train": val_held_out, "val_fraction": options.val_fraction if val_held_out else None,
+            "val_seed": options.val_seed if val_held_out else None, "stratified_by": "answer_type",
+            "val_qids": [r.qid for r in records if r.split == "val"]}))
+        if raw.captions is not None:
+            synthetic.write_caption_set(raw, image_ids, staging / "captions")
+        if options.legacy_files:
+            write_legacy_files(staging / "legacy", words, glove, official_train, test, image_ids)
+        summary = {
+            "dataset": raw.name, "source": raw.source, "language": options.language if dataset == "slake" else None,
+            "val_held_out_of_train": val_held_out,
+            "counts": {split: _counts([r for r in records if r.split == split]) for split in SPLITS},
+            "images": len(image_ids), "image_specs": [s.name for s in specs], "square_filter": options.square_filter,
+            "dictionary": {"words": len(words), "ntoken": dictionary.ntoken, "unknown": options.unknown,
+                           "test_questions_with_unknown_words": sum(dictionary.count_unknown(r.question) > 0 for r in test)},
+            "glove": {"file": str(options.glove) if options.glove else None,
+                      "words_covered": int(np.count_nonzero(np.abs(glove).sum(1)))},
+            "answers": {"source": options.answers_from, **{b: len(getattr(vocabularies[options.answers_from], b))
+                                                         for b in ("all", "closed", "open")}},
+            "unanswerable_test": {s: _unanswerable(test, v) for s, v in vocabularies.items()},
+            "legacy_files": options.legacy_files,
+        }
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        summary["disk_bytes"] = _disk_bytes(staging)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary

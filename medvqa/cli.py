@@ -1,0 +1,131 @@
+"""The ``medvqa`` command: ``prepare``, ``train``, ``evaluate``, ``demo``.
+
+Each subcommand is a ``main(argv) -> int`` that tests call directly. Bad input raises ``UserError``,
+printed here as one line on stderr with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from medvqa.errors import UserError
+
+DATA_ROOT_HINT = "../shared/data"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as a one-line UserError instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def format_summary(summary: dict) -> str:
+    """A short human-readable view of ``summary.json``."""
+    lines = [f"dataset {summary['dataset']}  ({summary['source']})",
+             f"{'split':<6}{'total':>7}{'closed':>8}{'open':>7}"]
+    for split, counts in summary["counts"].items():
+        lines.append(f"{split:<6}{counts['total']:>7}{counts['CLOSED']:>8}{counts['OPEN']:>7}")
+    answers, dictionary = summary["answers"], summary["dictionary"]
+    unanswerable = summary["unanswerable_test"][answers["source"]]
+    lines += [
+        f"images {summary['images']}  caches {', '.join(summary['image_specs'])}",
+        f"dictionary {dictionary['words']} words (+{dictionary['ntoken'] - dictionary['words']} unknown token), "
+        f"GloVe rows {summary['glove']['words_covered']}",
+        f"answers from {answers['source']}: {answers['all']} (closed {answers['closed']}, open {answers['open']}); "
+        f"test QA outside them: {unanswerable['total']} ({unanswerable['OPEN']} open)",
+        f"prepared in {summary['seconds']:.1f} s, {summary['disk_bytes'] / 2**20:.1f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    """``medvqa prepare {vqa-rad,slake,synthetic} --source PATH --out DIR``."""
+    from data_prep.images import IMAGE_SPECS, RESIZE_FILTERS
+    from data_prep.prepare import READERS, PrepareOptions, prepare
+
+    parser = Parser(prog="medvqa prepare", description="Validate a raw dataset and write a prepared directory.")
+    parser.add_argument("dataset", help=f"one of: {', '.join(READERS)}")
+    parser.add_argument("--source", type=Path, help="raw download (VQA-RAD: data_RAD/ or the release folder; "
+                                                    "SLAKE: Slake1.0/)")
+    parser.add_argument("--out", type=Path, required=True, help="prepared directory to create")
+    parser.add_argument("--glove", type=Path, help="glove.6B.300d.txt or an .npz with words/vectors")
+    parser.add_argument("--legacy-files", action="store_true", help="also write the published MEVF/QCR file set")
+    parser.add_argument("--language", default="en", help="SLAKE q_lang to keep: en, zh or all")
+    parser.add_argument("--layout", default="auto", choices=["auto", "split", "raw"], help="VQA-RAD source layout")
+    parser.add_argument("--answers-from", default="train", help="answer vocabulary source: train, train+val, train+test")
+    parser.add_argument("--unknown", default="token", choices=["token", "last-word"],
+                        help="unknown question words: explicit <unk> token, or the published last-word mapping")
+    parser.add_argument("--image-specs", default=",".join(IMAGE_SPECS), help="comma-separated image caches")
+    parser.add_argument("--resize-filter", default="bicubic", choices=list(RESIZE_FILTERS),
+                        help="filter of the square gray caches (Pillow>=7 default bicubic; Pillow 6 used nearest)")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation part of train")
+    parser.add_argument("--val-seed", type=int, default=0)
+    parser.add_argument("--synthetic-images", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=0, help="synthetic dataset seed")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    args = parser.parse_args(argv)
+    options = PrepareOptions(
+        source=args.source, glove=args.glove, language=args.language, layout=args.layout,
+        answers_from=args.answers_from, unknown=args.unknown,
+        image_specs=[s for s in args.image_specs.split(",") if s], square_filter=args.resize_filter,
+        val_fraction=args.val_fraction, val_seed=args.val_seed, legacy_files=args.legacy_files,
+        overwrite=args.overwrite, synthetic_images=args.synthetic_images, synthetic_seed=args.seed)
+    summary = prepare(args.dataset, args.out, options)
+    print(format_summary(summary))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    """``medvqa demo --out DIR``: the main job on the built-in synthetic dataset."""
+    from data_prep.prepare import PrepareOptions, prepare
+
+    parser = Parser(prog="medvqa demo", description="Prepare the built-in synthetic dataset and summarise it.")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    args = parser.parse_args(argv)
+    data_dir = args.out / "data"
+    if (data_dir / "summary.json").is_file():
+        print(f"using prepared data in {data_dir}")
+        summary = json.loads((data_dir / "summary.json").read_text())
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        summary = prepare("synthetic", data_dir, PrepareOptions())
+    print(format_summary(summary))
+    return 0
+
+
+def _delegate(module: str) -> Callable[[list[str]], int]:
+    return lambda argv: importlib.import_module(module).main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "prepare": prepare_main,
+    "train": _delegate("medvqa.train"),
+    "evaluate": _delegate("medvqa.evaluate"),
+    "demo": demo_main,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: medvqa {{{','.join(COMMANDS)}}} ...  (medvqa COMMAND --help for details)")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}: choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Shared fixtures: the real-data root and small helpers.
+
+The data root is ``$MEDVQA_DATA_ROOT`` or ``../shared/data`` beside the repository. When it is absent
+the real-data tests skip with one line; with ``CI=true`` a missing root fails the run instead.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def _data_root() -> Path:
+    return Path(os.environ.get("MEDVQA_DATA_ROOT", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if not (root / "vqa_rad").is_dir():
+        message = f"real data root not found at {root} (set MEDVQA_DATA_ROOT)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+    return root
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.items and not session.config.option.collectonly:
+        raise pytest.UsageError("no tests collected: refusing to report success")
