@@ -1,0 +1,102 @@
+"""Visual branches: published weights, shapes, the encoder registry, the feature cache, frozen mode."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medvqa.models import FeatureCache, create_encoder, list_encoders
+from medvqa.models.visual import VisualFrontEnd, calibrate_batchnorm, images_to_tensor
+
+
+def test_registry_lists_and_rejects():
+    assert {"maml", "cdae"} <= set(list_encoders())
+    with pytest.raises(KeyError, match="known: .*maml"):
+        create_encoder("nope")
+
+
+def test_maml_loads_tensorflow_weights_transposed(data_rad):
+    raw = pickle.load(open(data_rad / "pretrained_maml.weights", "rb"))
+    enc = create_encoder("maml", weights=data_rad / "pretrained_maml.weights")
+    for i, conv in enumerate(enc.convs, 1):
+        # OIHW[o, i, h, w] == HWIO[h, w, i, o]
+        assert np.array_equal(conv.weight.detach().numpy(), raw[f"conv{i}"].transpose(3, 2, 0, 1))
+        assert np.array_equal(conv.bias.detach().numpy(), raw[f"b{i}"])
+    norm = enc.norms[0]
+    assert (norm.eps, norm.momentum) == (1e-5, 0.05)
+    assert enc.output_dim == 64 and enc.input_spec.key == "gray84"
+    assert enc.encode(torch.rand(2, 1, 84, 84)).shape == (2, 64)
+    assert sum(p.numel() for p in enc.parameters()) == 111_936
+
+
+def _real_image(data_rad, size):
+    path = sorted((data_rad.parent / "VQA_RAD Image Folder").glob("synpic*.jpg"))[0]
+    gray = np.asarray(Image.open(path).convert("L").resize((size, size)), dtype=np.uint8)
+    return images_to_tensor(gray[None], create_encoder("cdae").input_spec)
+
+
+def test_cdae_loads_and_reconstructs_real_images(data_rad):
+    enc = create_encoder("cdae", weights=data_rad / "pretrained_ae.pth")
+    x = _real_image(data_rad, 128)  # [1, 1, 128, 128]
+    code = enc.encode(x)
+    assert code.shape == (1, 16384) and enc.projection_dim == 64
+    pretrained = enc.auxiliary_loss(x, code).item() / 0.001
+    fresh = create_encoder("cdae")
+    untrained = fresh.auxiliary_loss(x, fresh.encode(x)).item() / 0.001
+    assert pretrained < 0.2 * untrained  # the published auto-encoder really reconstructs
+
+
+def test_cdae_rejects_a_foreign_state_dict(tmp_path):
+    torch.save({"conv1.weight": torch.zeros(64, 1, 3, 3), "other": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="unexpected keys \\['other'\\]"):
+        create_encoder("cdae", weights=tmp_path / "bad.pth")
+
+
+def test_feature_cache_encodes_each_image_once(tmp_path):
+    enc = create_encoder("maml")
+    enc.freeze()
+    calls = []
+
+    def load(ids):
+        calls.append(list(ids))
+        return torch.stack([torch.full((1, 84, 84), float(i[-1]) / 10) for i in ids])
+
+    cache = FeatureCache(tmp_path)
+    first = cache.features(enc, ["a1", "b2", "a1"], load)
+    again = FeatureCache(tmp_path).features(enc, ["b2", "c3"], load)
+    assert calls == [["a1", "b2"], ["c3"]]
+    assert first.shape == (3, 64) and torch.equal(first[1], again[0])
+    assert torch.allclose(again[1], enc.encode(load(["c3"]))[0])
+    other = create_encoder("maml")  # different random weights -> different identity
+    assert other.identity() != enc.identity()
+
+
+def test_calibrated_frozen_maml_uses_data_statistics():
+    enc = create_encoder("maml")
+    images = torch.rand(40, 1, 84, 84)
+    calibrate_batchnorm(enc, images, batch_size=40)
+    enc.freeze()
+    first = torch.relu(enc.convs[0](images))
+    assert torch.allclose(enc.norms[0].running_mean, first.mean((0, 2, 3)), atol=1e-5)
+    assert enc.norms[0](first).mean((0, 2, 3)).abs().max() < 1e-4
+    assert enc.norms[0].momentum == 0.05 and not enc.norms[0].training
+
+
+def test_frontend_frozen_uses_features_and_no_aux_loss():
+    encoders = {"maml": create_encoder("maml"), "cdae": create_encoder("cdae")}
+    for enc in encoders.values():
+        enc.freeze()
+    front = VisualFrontEnd(encoders).train()
+    assert front.output_dim == 128
+    assert not encoders["maml"].training  # frozen encoders stay in eval mode
+    out = front(features={"maml": torch.randn(3, 64), "cdae": torch.randn(3, 16384)})
+    assert out.v.shape == (3, 1, 128) and out.aux_loss is None
+    with pytest.raises(KeyError, match="cdae"):
+        front(features={"maml": torch.randn(3, 64)})
+
+
+def test_frontend_finetuned_returns_reconstruction_loss():
+    front = VisualFrontEnd({"maml": create_encoder("maml"), "cdae": create_encoder("cdae")}).train()
+    out = front(images={"gray84": torch.rand(2, 1, 84, 84), "gray128": torch.rand(2, 1, 128, 128)})
+    assert out.v.shape == (2, 1, 128) and out.aux_loss.item() > 0
