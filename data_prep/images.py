@@ -65,7 +65,7 @@ def build_image_caches(image_ids: Sequence[str], open_image: Callable[[str], Ima
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = {spec.name: np.lib.format.open_memmap(out_dir / f"{spec.name}.npy", mode="w+", dtype=np.uint8,
                                                    shape=(len(image_ids), *spec.shape)) for spec in specs}
-    for row, image_id in enumerate(tqdm(image_ids, desc="images", unit="img", leave=False)):
+    for row, image_id in enumerate(tqdm(image_ids, desc="images", unit="img", leave=False, disable=None)):
         image = open_image(image_id)
         for spec in specs:
             arrays[spec.name][row] = render(image, spec, square_filter)

@@ -98,6 +98,17 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise UserError(f"output directory {parent} is not writable")
 
 
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished directory into place; an existing one is replaced only after that succeeds."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    retired = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
+    os.replace(out, retired)
+    os.replace(staging, out)
+    shutil.rmtree(retired)
+
+
 def prepare(dataset: str, out: Path, options: PrepareOptions) -> dict:
     """Read ``dataset``, build vocabularies, embeddings and image caches, write ``out``; return the summary."""
     if dataset not in READERS:
@@ -174,9 +185,7 @@ def prepare(dataset: str, out: Path, options: PrepareOptions) -> dict:
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary["disk_bytes"] = _disk_bytes(staging)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
