@@ -1,0 +1,114 @@
+"""Preloaded tensors for training and evaluation: every split and image cache lives in memory as tensors.
+
+Batches are index selections on these tensors, so the data pipeline costs almost nothing next to
+the model.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from medvqa.data import AnswerVocab, Dictionary, PreparedDataset, VQARecord
+from medvqa.models.visual import FeatureCache, VisualEncoder, calibrate_batchnorm, images_to_tensor
+
+
+def answer_list(vocab: AnswerVocab, branches: list[tuple[str, int]]) -> list[str]:
+    """The answer string at each logit position of a head with ``branches``."""
+    return [answer for name, _ in branches for answer in getattr(vocab, name)]
+
+
+def branch_sizes(vocab: AnswerVocab, model_name: str) -> dict[str, int]:
+    """Answer-set sizes a model builder needs."""
+    if model_name == "qcr":
+        return {"num_closed": len(vocab.closed), "num_open": len(vocab.open)}
+    return {"num_answers": len(vocab.all)}
+
+
+@dataclass
+class SplitTensors:
+    """One or more splits as tensors, in record order."""
+
+    records: list[VQARecord]
+    tokens: Tensor  # [N, 12] long
+    labels: Tensor  # [N] long: logit position of the gold answer in its gold branch; -1 if not in the answer set
+    is_open: Tensor  # [N] bool: gold branch is open
+    image_rows: Tensor  # [N] long: row in the image caches
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def subset(self, keep: list[bool]) -> "SplitTensors":
+        idx = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long)
+        return SplitTensors([self.records[i] for i in idx.tolist()], self.tokens[idx], self.labels[idx],
+                            self.is_open[idx], self.image_rows[idx])
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+        """Index tensors of consecutive (or, with ``generator``, shuffled) batches."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        yield from order.split(batch_size)
+
+
+def split_tensors(ds: PreparedDataset, splits: list[str], dictionary: Dictionary, vocab: AnswerVocab,
+                  branches: list[tuple[str, int]]) -> SplitTensors:
+    records = [r for split in splits for r in ds.records(split)]
+    offsets, start = {}, 0
+    for name, n in branches:
+        offsets[name] = start
+        start += n
+    labels, is_open = [], []
+    for record in records:
+        branch = vocab.branch_of(record)
+        label_branch = branch if "all" not in offsets else "all"
+        label = vocab.label(record.answer, label_branch)
+        labels.append(-1 if label is None else offsets[label_branch] + label)
+        is_open.append(branch == "open")
+    return SplitTensors(
+        records=records,
+        tokens=torch.tensor([dictionary.encode(r.question) for r in records], dtype=torch.long).view(-1, 12),
+        labels=torch.tensor(labels, dtype=torch.long),
+        is_open=torch.tensor(is_open, dtype=torch.bool),
+        image_rows=torch.tensor([ds.image_row(r.image_id) for r in records], dtype=torch.long),
+    )
+
+
+def one_hot(labels: Tensor, n: int) -> Tensor:
+    """``[B]`` positions (-1: unanswerable) -> ``[B, n]`` float targets, all-zero rows for -1."""
+    targets = torch.zeros(labels.size(0), n + 1)
+    targets[torch.arange(labels.size(0)), labels.clamp(min=-1)] = 1.0
+    return targets[:, :n]
+
+
+class VisualInputs:
+    """Per encoder, either all images of the dataset (fine-tuned) or their cached encodings (frozen)."""
+
+    def __init__(self, ds: PreparedDataset, encoders: dict[str, VisualEncoder], frozen: bool,
+                 cache_dir: Path, calibration_rows: Tensor | None, channels_last: bool) -> None:
+        self.images: dict[str, Tensor] = {}  # spec key -> [N_images, C, H, W]
+        self.features: dict[str, Tensor] = {}  # encoder name -> [N_images, D]
+        ids = ds.image_ids
+        for name, encoder in encoders.items():
+            spec = encoder.input_spec
+            if spec.key not in self.images:
+                self.images[spec.key] = images_to_tensor(ds.images(spec.key), spec)
+                if channels_last:
+                    self.images[spec.key] = self.images[spec.key].contiguous(memory_format=torch.channels_last)
+            if frozen:
+                pixels = self.images[spec.key]
+                if calibration_rows is not None:  # BatchNorm statistics from the training images
+                    calibrate_batchnorm(encoder, pixels[calibration_rows])
+                encoder.freeze()
+                rows = {image_id: i for i, image_id in enumerate(ids)}
+                self.features[name] = FeatureCache(cache_dir).features(
+                    encoder, ids, lambda chunk: pixels[[rows[i] for i in chunk]])
+        if frozen:
+            self.images = {}
+
+    def batch(self, image_rows: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        images = {key: x[image_rows] for key, x in self.images.items()}
+        features = {name: f[image_rows] for name, f in self.features.items()}
+        return images, features

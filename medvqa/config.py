@@ -1,0 +1,159 @@
+"""Experiment configs: YAML files validated into dataclasses, with dotted ``key=value`` overrides.
+
+An unknown key, a value of the wrong type or a malformed override is a one-line ``UserError`` that
+names the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medvqa.errors import UserError
+
+PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/vqa_rad"  # directory written by `medvqa prepare`
+    train_splits: list[str] = field(default_factory=lambda: ["train"])  # add "val" to train on all of train
+    answer_vocab: str = "train"  # "train" | "train+val" | "train+test" (published SLAKE runs: train+test)
+    closed_by: str = "answer_type"  # closed/open from the stripped type; "raw-type": the published comparison
+    tfidf: str = "published"  # tf-idf weighting of the second embedding: "published" | "corrected"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mevf_ban"  # a registered model: mevf_ban, mevf_san, qcr
+    visual: list[str] = field(default_factory=lambda: ["maml", "cdae"])  # registered visual encoders
+    weights: dict[str, str] = field(default_factory=lambda: {
+        "maml": f"{PUBLISHED_RAD}/pretrained_maml.weights", "cdae": f"{PUBLISHED_RAD}/pretrained_ae.pth"})
+    freeze_visual: bool = False  # frozen encoders, features computed once and cached on disk
+    rnn: str = "LSTM"
+    hidden_dim: int = 1024
+    glimpses: int = 2
+    tfidf: bool = True
+    dropout: float = 0.5
+    reconstruction_weight: float = 0.001  # CDAE reconstruction MSE weight
+    loss_reduction: str = "instance"  # BCE "instance" (sum over answers / batch) or "mean"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 0.005  # Adamax
+    warmup: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0])  # lr multipliers, first epochs
+    decay_epochs: list[int] = field(default_factory=lambda: [10, 12, 14, 16, 18])  # lr *= decay_rate at each
+    decay_rate: float = 0.75
+    clip_norm: float = 0.25
+    seed: int = 1204
+    deterministic: bool = True
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    channels_last: bool = True
+    eval_batch_size: int = 256
+    feature_cache: str = ""  # frozen-encoder features; "" = <data.root>/feature_cache
+    progress: bool = True
+
+
+@dataclass
+class TypeClassifierConfig:
+    epochs: int = 0  # 0: no question-type classifier (QCR needs one to route at evaluation)
+    lr: float = 1e-4  # Adam
+    batch_size: int = 64
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    type_classifier: TypeClassifierConfig = field(default_factory=TypeClassifierConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(value: Any, kind: Any, key: str, where: str) -> Any:
+    """``value`` converted to ``kind`` (a dataclass or a simple type), or a UserError naming ``key``."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {key} must be a mapping, got {value!r}")
+        hints = typing.get_type_hints(kind)
+        unknown = [k for k in value if k not in hints]
+        if unknown:
+            prefix = f"{key}." if key else ""
+            raise UserError(f"{where}: unknown key {prefix}{unknown[0]} (known: {', '.join(hints)})")
+        return kind(**{k: _check(v, hints[k], f"{key}.{k}" if key else k, where) for k, v in value.items()})
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: {key} must be a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_check(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {key} must be a mapping, got {value!r}")
+        _, item = typing.get_args(kind)
+        return {str(k): _check(v, item, f"{key}.{k}", where) for k, v in value.items()}
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and value is None:
+        return ""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UserError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (``0.1``, ``true``, ``[1, 2]``)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise UserError(f"override {override!r}: expected key=value, e.g. train.epochs=2")
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {override!r}: {part} is not a section")
+    try:
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        node[leaf] = raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (``None``: defaults), apply overrides, validate into ``Config``."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    for override in overrides:
+        apply_override(data, override)
+        where = f"{where} (with overrides)" if "overrides" not in where else where
+    return _check(data, Config, "", where)
+
+
+def read_run_config(run_dir: str | Path) -> Config:
+    """The resolved config saved in a run directory."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
+    return _check(yaml.safe_load(path.read_text()), Config, "", str(path))
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

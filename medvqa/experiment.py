@@ -1,0 +1,120 @@
+"""Everything a training or evaluation run builds from its config: data tensors, answer set, model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from medvqa.batches import SplitTensors, VisualInputs, answer_list, branch_sizes, split_tensors
+from medvqa.config import Config
+from medvqa.data import AnswerVocab, PreparedDataset
+from medvqa.errors import UserError
+from medvqa.models import VQAOutput, create_model, list_models
+from medvqa.models.head import VQAHead
+from medvqa.models.type_classifier import QuestionTypeClassifier
+
+
+@dataclass
+class Experiment:
+    config: Config
+    ds: PreparedDataset
+    vocab: AnswerVocab
+    answers: list[str]  # answer string at each logit position
+    model: VQAHead
+    visual: VisualInputs
+    splits: dict[str, SplitTensors]  # "train", "val" (may be empty), "test"
+
+
+def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAHead:
+    """The configured head with GloVe / tf-idf initialised embeddings and the published visual weights."""
+    m = config.model
+    if m.name not in list_models() or m.name == "type_classifier":
+        raise UserError(f"model.name {m.name!r} is not a VQA head; choose from: mevf_ban, mevf_san, qcr")
+    for name in m.visual:
+        path = m.weights.get(name)
+        if path and not Path(path).is_file():
+            raise UserError(f"model.weights.{name}: file not found: {path}")
+    try:
+        model = create_model(
+            m.name, ntoken=ds.dictionary.ntoken, **branch_sizes(vocab, m.name),
+            visual={name: m.weights.get(name) or None for name in m.visual}, freeze_visual=m.freeze_visual,
+            rnn=m.rnn, hidden_dim=m.hidden_dim, glimpses=m.glimpses, tfidf=m.tfidf, dropout=m.dropout,
+            reconstruction_weight=m.reconstruction_weight, loss_reduction=m.loss_reduction)
+    except (KeyError, ValueError) as error:
+        raise UserError(f"model: {error}") from None
+    glove, tfidf_glove = ds.word_embeddings(tfidf=config.data.tfidf)
+    model.init_word_embeddings(glove, tfidf_glove)
+    return model
+
+
+def load_model_state(model: VQAHead, state: dict, answers: list[str], where: str) -> None:
+    """Load a checkpoint's weights; a different answer set or model is a one-line error."""
+    if state.get("answers") != answers:
+        raise UserError(f"{where}: its answer vocabulary ({len(state.get('answers') or [])} answers) does not "
+                        f"match the run's data ({len(answers)} answers)")
+    result = model.load_state_dict(state["model"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise UserError(f"{where}: model mismatch, missing {result.missing_keys[:3]}, "
+                        f"unexpected {result.unexpected_keys[:3]}")
+
+
+def build_experiment(config: Config, state: dict | None = None, where: str = "checkpoint") -> Experiment:
+    """Load the prepared dataset, build the model and preload every tensor a run needs.
+
+    ``state``: a checkpoint to load before frozen features are computed (resume, evaluation); without
+    one, frozen encoders get BatchNorm statistics from the training images.
+    """
+    ds = PreparedDataset(config.data.root)
+    vocab = ds.answer_vocab(config.data.answer_vocab, closed_by=config.data.closed_by)
+    model = build_model(config, ds, vocab)
+    if state is not None:
+        load_model_state(model, state, answer_list(vocab, model.answer_branches), where)
+    splits = {"train": split_tensors(ds, config.data.train_splits, ds.dictionary, vocab, model.answer_branches),
+              "val": split_tensors(ds, [] if "val" in config.data.train_splits else ["val"], ds.dictionary,
+                                   vocab, model.answer_branches),
+              "test": split_tensors(ds, ["test"], ds.dictionary, vocab, model.answer_branches)}
+    if not len(splits["train"]):
+        raise UserError(f"{ds.root}: no training records in splits {config.data.train_splits}")
+    encoders = dict(model.visual.encoders.items())
+    cache = Path(config.train.feature_cache or Path(config.data.root) / "feature_cache")
+    frozen = config.model.freeze_visual
+    calibration = splits["train"].image_rows.unique() if frozen and state is None else None
+    visual = VisualInputs(ds, encoders, frozen, cache, calibration, config.train.channels_last)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits)
+
+
+def forward(exp: Experiment, split: SplitTensors, idx: Tensor, is_open: Tensor | None = None) -> VQAOutput:
+    """The head on the records ``idx`` of ``split``; ``is_open`` overrides the gold routing."""
+    images, features = exp.visual.batch(split.image_rows[idx])
+    routing = split.is_open[idx] if is_open is None else is_open
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=exp.config.train.bf16):
+        return exp.model(split.tokens[idx], images=images, features=features, is_open=routing)
+
+
+@torch.no_grad()
+def predict(exp: Experiment, split: SplitTensors, is_open: Tensor | None = None) -> list[str]:
+    """Predicted answer strings for every record of ``split`` (gold routing unless ``is_open`` is given)."""
+    exp.model.eval()
+    positions = []
+    for idx in split.batches(exp.config.train.eval_batch_size):
+        routing = None if is_open is None else is_open[idx]
+        positions.append(forward(exp, split, idx, routing).logits.float().argmax(1))
+    flat = torch.cat(positions).tolist() if positions else []
+    return [exp.answers[p] for p in flat]
+
+
+def build_type_classifier(exp: Experiment) -> QuestionTypeClassifier:
+    model = create_model("type_classifier", ntoken=exp.ds.dictionary.ntoken, hidden_dim=exp.config.model.hidden_dim)
+    model.init_word_embeddings(exp.ds.word_embeddings(tfidf=exp.config.data.tfidf)[0])
+    return model
+
+
+@torch.no_grad()
+def predict_open(classifier: QuestionTypeClassifier, tokens: Tensor, batch_size: int = 512) -> Tensor:
+    """``[N]`` bool: the classifier says the question is open."""
+    classifier.eval()
+    return torch.cat([classifier(t).argmax(1) == 1 for t in tokens.split(batch_size)])
