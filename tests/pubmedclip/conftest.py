@@ -6,6 +6,8 @@ import torch
 
 from pubmedclip.models import LoadedClip, random_clip
 
+torch.set_num_threads(1)  # the test machine is shared: more threads contend and run slower
+
 
 @pytest.fixture(params=["tiny-vit", "tiny-rn"])
 def tiny(request: pytest.FixtureRequest) -> LoadedClip:

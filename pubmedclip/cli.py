@@ -1,0 +1,176 @@
+"""Command line: ``pubmedclip finetune | evaluate | encode | export``.
+
+Each subcommand is ``<name>_main(argv) -> int``; input problems print ``error: ...`` and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pubmedclip.errors import UserError
+
+
+def _user_errors(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    @functools.wraps(func)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return func(argv)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return wrapper
+
+
+def _write_json(payload: dict, out: str | None) -> None:
+    text = json.dumps(payload, indent=1)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    print(text)
+
+
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="weights in any supported format (omit for random weights of --arch)")
+    parser.add_argument("--arch", help="architecture, when the checkpoint does not say (e.g. ViT-B/32, RN50)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--cache-dir", help="reuse image features across runs (keyed by checkpoint, arch, preprocessing)")
+
+
+def _encoder(args: argparse.Namespace):
+    from pubmedclip.encoder import ImageEncoder
+
+    if args.checkpoint is None and args.arch is None:
+        raise UserError("give --checkpoint (and --arch if the checkpoint does not name its architecture)")
+    torch.set_num_threads(min(torch.get_num_threads(), 8))
+    return ImageEncoder(args.checkpoint, args.arch, device=args.device, precision=args.precision,
+                        batch_size=args.batch_size, num_workers=args.workers, cache_dir=args.cache_dir)
+
+
+@_user_errors
+def finetune_main(argv: list[str] | None = None) -> int:
+    from pubmedclip.config import load_config
+    from pubmedclip.finetune import finetune
+
+    parser = argparse.ArgumentParser(prog="pubmedclip finetune", description="Contrastive fine-tuning of CLIP.")
+    parser.add_argument("--config", required=True, help="YAML config (sections model, data, train)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=5e-6")
+    parser.add_argument("--out", help="run directory (default runs/pubmedclip/<config name>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run directory of a different config")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or Path("runs") / "pubmedclip" / Path(args.config).stem
+    results = finetune(cfg, out, overwrite=args.overwrite)
+    print(f"best epoch {results['best_epoch']}: val mean R@K {results['best']['val_mean_recall']:.2f} "
+          f"(before training {results['untrained']['val_mean_recall']:.2f}); run directory {out}")
+    return 0
+
+
+@_user_errors
+def evaluate_main(argv: list[str] | None = None) -> int:
+    from pubmedclip import evaluate
+    from pubmedclip.data import read_labelled
+
+    parser = argparse.ArgumentParser(prog="pubmedclip evaluate", description="Retrieval, zero-shot, linear probe.")
+    _runtime_args(parser)
+    parser.add_argument("--task", default="retrieval", choices=("retrieval", "zeroshot", "linear-probe"))
+    parser.add_argument("--data", required=True, help="pairs (retrieval) or labelled images / SLAKE folder")
+    parser.add_argument("--image-root", help="image folder when the data file's default does not apply")
+    parser.add_argument("--preset", choices=("roco2000",), help="roco2000: >=3-word captions, seed-42 shuffle, 2,000")
+    parser.add_argument("--label", default="modality", help="label to classify (SLAKE: modality or organ)")
+    parser.add_argument("--template", action="append", help="zero-shot prompt with {} for the class (repeatable)")
+    parser.add_argument("--split", default="test", help="split evaluated (labelled data with a split column)")
+    parser.add_argument("--train-split", default="train", help="linear probe training split")
+    parser.add_argument("--k-shot", default="all,1,4,16", help="comma list of shots per class ('all' = every image)")
+    parser.add_argument("--out", help="results JSON file")
+    args = parser.parse_args(argv)
+    encoder = _encoder(args)
+    if args.task == "retrieval":
+        result = evaluate.retrieval(encoder, args.data, args.image_root, args.preset, args.batch_size)
+    else:
+        records = read_labelled(args.data, args.image_root)
+        test = [r for r in records if r.split == args.split] if any(r.split for r in records) else records
+        if args.task == "zeroshot":
+            result = evaluate.zero_shot(encoder, test, args.label, args.template or evaluate.DEFAULT_TEMPLATES)
+        else:
+            train = [r for r in records if r.split == args.train_split]
+            if not train:
+                raise UserError(f"linear probe: no images in split '{args.train_split}' (needs a split column)")
+            try:
+                shots = [None if k == "all" else int(k) for k in args.k_shot.split(",")]
+            except ValueError as exc:
+                raise UserError(f"--k-shot {args.k_shot!r}: expected e.g. all,1,4,16") from exc
+            result = evaluate.linear_probe(encoder, train, test, args.label, shots)
+    _write_json({"checkpoint": args.checkpoint, "arch": encoder.loaded.arch, **result}, args.out)
+    return 0
+
+
+@_user_errors
+def encode_main(argv: list[str] | None = None) -> int:
+    from pubmedclip.encoder import list_images
+
+    parser = argparse.ArgumentParser(prog="pubmedclip encode", description="Embed every image of a folder.")
+    _runtime_args(parser)
+    parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    parser.add_argument("--out", required=True, help="output .npz with arrays embeddings (N x D) and names")
+    parser.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
+    args = parser.parse_args(argv)
+    paths = list_images(args.images)
+    if not paths:
+        raise UserError(f"no images in {args.images}")
+    encoder = _encoder(args)
+    embeddings, ok = encoder.encode_files(paths)
+    embeddings = embeddings[ok]
+    if args.normalize:
+        embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    names = np.array([p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if good])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, embeddings=embeddings.astype(np.float32), names=names)
+    tmp.replace(out)
+    skipped = [p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if not good]
+    print(f"wrote {len(names)} x {embeddings.shape[1]} embeddings to {out}"
+          + (f"; skipped {len(skipped)} unreadable images (e.g. {skipped[0]})" if skipped else ""))
+    return 0
+
+
+@_user_errors
+def export_main(argv: list[str] | None = None) -> int:
+    from pubmedclip.checkpoints import export_pubmedclip, load_clip
+
+    parser = argparse.ArgumentParser(prog="pubmedclip export",
+                                     description="Write a PubMedCLIP-compatible .pth (OpenAI CLIP key names).")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--arch")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--fp16", action="store_true", help="store weights in float16 (default float32)")
+    args = parser.parse_args(argv)
+    loaded = load_clip(args.checkpoint, args.arch)
+    export_pubmedclip(loaded, args.out, torch.float16 if args.fp16 else torch.float32)
+    print(f"wrote {args.out} ({loaded.arch})")
+    return 0
+
+
+COMMANDS = {"finetune": finetune_main, "evaluate": evaluate_main, "encode": encode_main, "export": export_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: pubmedclip {{{'|'.join(COMMANDS)}}} [--help]", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

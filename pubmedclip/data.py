@@ -1,0 +1,280 @@
+"""Image-caption pairs and labelled images: readers for ROCO, PubMedCLIP CSV, generic CSV/JSONL and SLAKE.
+
+Readers return plain records and check the layout eagerly (a malformed file or a missing image directory is a
+one-line ``UserError``). Individual missing images are dropped and counted before training; images that fail
+to decode are skipped by the loader and counted per batch, so an epoch never stops on a bad file.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from pubmedclip.errors import UserError
+from pubmedclip.models import token_lengths
+
+IMAGE_COLUMNS = ("image", "filepath", "image_path", "path", "file", "name")
+CAPTION_COLUMNS = ("caption", "title", "text")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image and its caption."""
+
+    image: Path
+    caption: str
+    id: str
+
+
+@dataclass
+class LabelledImage:
+    """One image with named labels (for example modality and organ) and the split it belongs to."""
+
+    image: Path
+    labels: dict[str, str]
+    split: str = ""
+
+
+@dataclass
+class DataSummary:
+    """What was read, dropped and truncated; written to the run directory."""
+
+    pairs: int = 0
+    missing_images: int = 0
+    corrupt_images: int = 0
+    truncated_captions: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+
+
+def _image_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise UserError(f"image directory not found: {path}")
+    return path
+
+
+def _read_roco(folder: Path, image_root: Path | None) -> list[Pair]:
+    """ROCO official layout: ``captions.txt`` (``ID<TAB>caption``), ``dlinks.txt`` (3rd column = file), ``images/``."""
+    images = _image_dir(image_root or folder / "images")
+    names: dict[str, str] = {}
+    if (folder / "dlinks.txt").is_file():
+        for line in (folder / "dlinks.txt").read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                names[parts[0].strip()] = parts[2].strip()
+    pairs = []
+    for number, line in enumerate((folder / "captions.txt").read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise UserError(f"{folder / 'captions.txt'}:{number}: expected 'ID<TAB>caption', got {line[:60]!r}")
+        rid, caption = line.split("\t", 1)
+        rid = rid.strip()
+        pairs.append(Pair(images / names.get(rid, f"{rid}.jpg"), caption.strip(), rid))
+    return pairs
+
+
+def _pick(columns: Sequence[str], wanted: Sequence[str], path: Path, what: str) -> str:
+    for name in wanted:
+        if name in columns:
+            return name
+    raise UserError(f"{path}: no {what} column (looked for {', '.join(wanted)}; found {', '.join(columns)})")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV (comma or tab separated) or JSONL file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}:{number}: not a JSON object ({exc.msg})") from exc
+        return rows
+    delimiter = "\t" if path.suffix in (".tsv", ".tab") or "\t" in text.split("\n", 1)[0] else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    rows = list(reader)
+    if not reader.fieldnames or any(None in row for row in rows):
+        bad = next((i + 2 for i, row in enumerate(rows) if None in row), 1)
+        raise UserError(f"{path}:{bad}: malformed row (more fields than the header has)")
+    return rows
+
+
+def _read_table(path: Path, image_root: Path | None) -> list[Pair]:
+    """PubMedCLIP CSV (``id,name,caption`` + ``radiology/images``) or a generic CSV/JSONL of image and caption."""
+    rows = _read_rows(path)
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    columns = list(rows[0])
+    image_col = _pick(columns, IMAGE_COLUMNS, path, "image")
+    caption_col = _pick(columns, CAPTION_COLUMNS, path, "caption")
+    if image_root is None:
+        pubmedclip_layout = {"id", "name", "caption"} <= set(columns) and (path.parent / "radiology" / "images").is_dir()
+        image_root = path.parent / "radiology" / "images" if pubmedclip_layout else path.parent
+    root = _image_dir(image_root)
+    return [Pair(root / str(row[image_col]), str(row[caption_col]).strip(), str(row.get("id", i)))
+            for i, row in enumerate(rows)]
+
+
+def read_pairs(spec: str | Path, image_root: str | Path | None = None) -> list[Pair]:
+    """Image-caption pairs from a ROCO folder (``captions.txt``), a CSV/TSV or a JSONL file."""
+    path = Path(spec)
+    root = Path(image_root) if image_root else None
+    if path.is_dir():
+        for folder in (path, path / "radiology"):
+            if (folder / "captions.txt").is_file():
+                return _read_roco(folder, root)
+        raise UserError(f"{path} has no captions.txt (ROCO layout) and is not a caption file")
+    if not path.is_file():
+        raise UserError(f"caption file not found: {path}")
+    if path.suffix not in (".csv", ".tsv", ".tab", ".jsonl"):
+        raise UserError(f"{path}: unknown caption file type (use a ROCO folder, .csv, .tsv or .jsonl)")
+    return _read_table(path, root)
+
+
+def drop_missing(pairs: list[Pair], summary: DataSummary) -> list[Pair]:
+    """Pairs whose image file exists; the rest are counted in ``summary``."""
+    kept = [p for p in pairs if p.image.is_file()]
+    missing = [str(p.image) for p in pairs if not p.image.is_file()]
+    summary.missing_images += len(missing)
+    summary.missing_examples += missing[: max(0, 5 - len(summary.missing_examples))]
+    summary.pairs += len(kept)
+    return kept
+
+
+def roco_retrieval_subset(pairs: list[Pair], size: int = 2000, min_words: int = 3, seed: int = 42) -> list[Pair]:
+    """The usual ROCO test protocol: captions of at least 3 words, shuffled with seed 42, first 2,000."""
+    eligible = [p for p in pairs if len(p.caption.split()) >= min_words]
+    random.Random(seed).shuffle(eligible)
+    return eligible[:size]
+
+
+def tokenize_captions(tokenizer: Callable[[list[str]], torch.Tensor], captions: list[str],
+                      summary: DataSummary | None = None) -> torch.Tensor:
+    """(N, context_length) token ids; captions longer than the context are cut by tokens and counted."""
+    tokens = tokenizer(captions)  # [N, context_length]
+    if summary is not None:
+        summary.truncated_captions += sum(n > tokens.shape[1] for n in token_lengths(tokenizer, captions))
+    return tokens
+
+
+def load_image(path: Path, draft_size: int | None = None) -> Image.Image:
+    """Decode an RGB image; ``draft_size`` lets JPEG decoding skip detail finer than that size (faster)."""
+    image = Image.open(path)
+    if draft_size is not None:
+        image.draft("RGB", (draft_size, draft_size))
+    return image.convert("RGB")
+
+
+class ImageDataset(Dataset):
+    """Images (and optionally their caption tokens) by index; undecodable images yield None."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable, tokens: torch.Tensor | None = None,
+                 draft_size: int | None = None):
+        self.paths, self.transform, self.tokens, self.draft_size = list(paths), transform, tokens, draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor | None] | None:
+        try:
+            image = self.transform(load_image(self.paths[index], self.draft_size))  # [3, S, S]
+        except (OSError, ValueError, SyntaxError):  # PIL's errors for truncated or foreign files
+            return None
+        return index, image, None if self.tokens is None else self.tokens[index]
+
+
+@dataclass
+class Batch:
+    """A collated batch: dataset indices, images, caption tokens, and how many items failed to decode."""
+
+    index: torch.Tensor  # [B]
+    images: torch.Tensor  # [B, 3, S, S]
+    tokens: torch.Tensor | None  # [B, context_length]
+    skipped: int
+
+
+def collate(items: list[tuple | None]) -> Batch:
+    good = [item for item in items if item is not None]
+    skipped = len(items) - len(good)
+    if not good:
+        return Batch(torch.zeros(0, dtype=torch.long), torch.zeros(0), None, skipped)
+    index = torch.tensor([item[0] for item in good])
+    images = torch.stack([item[1] for item in good])
+    tokens = None if good[0][2] is None else torch.stack([item[2] for item in good])
+    return Batch(index, images, tokens, skipped)
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Global batches of a seeded per-epoch permutation; each process takes its contiguous slice.
+
+    The union of the slices of step k over all processes is batch k of a single process with the same
+    global batch size, so a distributed run sees exactly the data of a one-process run.
+    """
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int, shuffle: bool = True,
+                 drop_last: bool = True):
+        if global_batch % world:
+            raise UserError(f"batch size {global_batch} is not divisible by the {world} processes")
+        self.n, self.batch, self.rank, self.world = n, global_batch, rank, world
+        self.seed, self.shuffle, self.drop_last, self.epoch = seed, shuffle, drop_last, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch if self.drop_last else -(-self.n // self.batch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        for step in range(len(self)):
+            chunk = order[step * self.batch:(step + 1) * self.batch]
+            per_rank = -(-len(chunk) // self.world)
+            yield chunk[self.rank * per_rank:(self.rank + 1) * per_rank].tolist()
+
+
+def read_labelled(spec: str | Path, image_root: str | Path | None = None) -> list[LabelledImage]:
+    """Labelled images from a SLAKE 1.0 folder (labels ``modality``, ``organ``) or a CSV/JSONL table.
+
+    A table needs an image column; every other column except ``split`` is a label.
+    """
+    path = Path(spec)
+    if path.is_dir() and (path / "train.json").is_file() and (path / "imgs").is_dir():
+        return _read_slake(path)
+    if not path.is_file():
+        raise UserError(f"labelled image file or SLAKE folder not found: {path}")
+    rows = _read_rows(path)
+    if not rows:
+        raise UserError(f"{path}: no rows")
+    image_col = _pick(list(rows[0]), IMAGE_COLUMNS, path, "image")
+    root = _image_dir(Path(image_root) if image_root else path.parent)
+    return [LabelledImage(root / str(row[image_col]),
+                          {k: str(v) for k, v in row.items() if k not in (image_col, "split")}, str(row.get("split", "")))
+            for row in rows]
+
+
+def _read_slake(root: Path) -> list[LabelledImage]:
+    """One record per image and split of SLAKE 1.0 (English questions), labelled by modality and organ."""
+    records: dict[tuple[str, str], LabelledImage] = {}
+    for split in ("train", "validate", "test"):
+        file = root / f"{split}.json"
+        if not file.is_file():
+            continue
+        for question in json.loads(file.read_text(encoding="utf-8")):
+            key = (split, question["img_name"])
+            if question.get("q_lang", "en") == "en" and key not in records:
+                records[key] = LabelledImage(root / "imgs" / question["img_name"],
+                                             {"modality": question["modality"], "organ": question["location"]}, split)
+    return list(records.values())

@@ -1,0 +1,255 @@
+"""Contrastive fine-tuning of CLIP on image-caption pairs: one process or torchrun (DDP), resumable.
+
+Reads top to bottom: run directory, model, data, optimizer and schedule, resume, then per epoch
+``train_one_epoch``, ``evaluate_pairs``, log, checkpoint. The run directory holds ``config.yaml``,
+``metrics.csv``/``metrics.json`` (one row per epoch; epoch 0 is the model before training),
+``checkpoints/last.pt`` and ``best.pt`` (best validation mean R@K), ``data_summary.json`` and ``results.json``.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pubmedclip.checkpoints import RUN_FORMAT, atomic_save, load_clip
+from pubmedclip.config import FinetuneConfig, config_dict
+from pubmedclip.data import (DataSummary, ImageDataset, Pair, ShardedBatchSampler, collate, drop_missing,
+                             read_pairs, roco_retrieval_subset, tokenize_captions)
+from pubmedclip.distributed import DistInfo, barrier, init_distributed
+from pubmedclip.embed import autocast, embed_batches
+from pubmedclip.errors import UserError
+from pubmedclip.loss import clip_loss
+from pubmedclip.metrics import retrieval_metrics
+from pubmedclip.models import LoadedClip, image_transform
+
+
+def lr_multiplier(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: {a!r} vs {b!r}"
+
+
+def prepare_run_dir(run_dir: Path, cfg: FinetuneConfig, overwrite: bool, dist: DistInfo) -> bool:
+    """Create or re-open a run directory; True when it already holds a finished run of this config."""
+    stored_path = run_dir / "config.yaml"
+    if stored_path.is_file():
+        stored = yaml.safe_load(stored_path.read_text())
+        if stored != config_dict(cfg):
+            if not overwrite:
+                raise UserError(f"{run_dir} holds a run of a different config ({_first_difference(stored, config_dict(cfg))});"
+                                " use another output directory or --overwrite")
+            barrier()
+            if dist.is_main:
+                shutil.rmtree(run_dir)
+        elif (run_dir / "results.json").is_file():
+            return True
+    elif run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise UserError(f"{run_dir} exists and is not a run directory; use another output directory or --overwrite")
+    barrier()
+    if dist.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        stored_path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+    barrier()
+    return False
+
+
+def load_pairs(spec: str, image_root: str | None, summary: DataSummary, preset: str | None = None) -> list[Pair]:
+    pairs = read_pairs(spec, image_root)
+    if preset == "roco2000":
+        pairs = roco_retrieval_subset(pairs)
+    pairs = drop_missing(pairs, summary)
+    if not pairs:
+        raise UserError(f"no usable image-caption pairs in {spec} (missing images: {summary.missing_images})")
+    return pairs
+
+
+def build_model(cfg: FinetuneConfig, device: torch.device) -> LoadedClip:
+    loaded = load_clip(cfg.model.pretrained if cfg.model.load_pretrained else None, cfg.model.arch)
+    if cfg.model.freeze_vision:
+        loaded.model.lock_image_tower(freeze_bn_stats=True)
+    if cfg.model.freeze_text:
+        loaded.model.lock_text_tower()
+    loaded.model.to(device)
+    return loaded
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
+                    cfg: FinetuneConfig, dist: DistInfo, desc: str) -> dict[str, float]:
+    """One pass over the training data; returns mean loss, pairs/s and the number of undecodable images."""
+    model.train()
+    accum, device = cfg.train.grad_accum, dist.device
+    params = [p for p in model.parameters() if p.requires_grad]
+    total_loss, steps, pairs, skipped, start = 0.0, 0, 0, 0, time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    for micro, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=None if dist.is_main else True)):
+        skipped += batch.skipped
+        if batch.tokens is None and dist.world == 1:
+            continue  # every image of this batch failed to decode
+        images, tokens = batch.images.to(device), batch.tokens.to(device)  # [b, 3, S, S], [b, L]
+        update = (micro + 1) % accum == 0 or micro + 1 == len(loader)
+        sync = contextlib.nullcontext() if update or dist.world == 1 else model.no_sync()
+        with sync:
+            with autocast(device, cfg.train.precision):
+                image_features, text_features, scale = model(images, tokens)[:3]  # [b, D], [b, D], []
+            loss = clip_loss(image_features, text_features, scale)
+            scaler.scale(loss / accum).backward()
+        total_loss, steps, pairs = total_loss + loss.item(), steps + 1, pairs + images.shape[0]
+        if update:
+            if cfg.train.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            with torch.no_grad():
+                unwrap(model).logit_scale.clamp_(0, math.log(100))
+    seconds = time.perf_counter() - start
+    return {"train_loss": total_loss / max(1, steps), "pairs_per_s": pairs * dist.world / max(seconds, 1e-9),
+            "skipped_images": float(skipped), "lr": optimizer.param_groups[0]["lr"]}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def evaluate_pairs(loaded: LoadedClip, pairs: list[Pair], tokens: torch.Tensor, batch_size: int,
+                   device: torch.device, precision: str = "fp32", num_workers: int = 0) -> dict[str, float]:
+    """Retrieval metrics of a model on row-aligned pairs (undecodable images dropped with their captions)."""
+    dataset = ImageDataset([p.image for p in pairs], image_transform(loaded.preprocess), tokens)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    image_emb, text_emb, index, skipped = embed_batches(loaded.model, loader, device, precision, texts=True)
+    metrics = retrieval_metrics(image_emb, text_emb, [pairs[i].caption for i in index.tolist()])
+    return {**metrics, "skipped_images": float(skipped)}
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
+    (run_dir / "metrics.json").write_text(json.dumps(history, indent=1))
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with open(run_dir / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune (or continue fine-tuning) into ``run_dir``; returns the contents of ``results.json``."""
+    run_dir = Path(run_dir)
+    dist = init_distributed(cfg.train.device)
+    log = log if dist.is_main else (lambda message: None)
+    if prepare_run_dir(run_dir, cfg, overwrite, dist):
+        log(f"{run_dir} already holds a finished run of this config")
+        return json.loads((run_dir / "results.json").read_text())
+    torch.manual_seed(cfg.train.seed)
+    loaded = build_model(cfg, dist.device)
+    model: torch.nn.Module = loaded.model
+    if dist.world > 1:
+        model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+
+    summary = DataSummary()
+    train_pairs = load_pairs(cfg.data.train, cfg.data.image_root, summary)
+    val_summary = DataSummary()
+    val_pairs = load_pairs(cfg.data.val, cfg.data.val_image_root or cfg.data.image_root, val_summary, cfg.data.val_preset)
+    train_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in train_pairs], summary)
+    val_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in val_pairs], val_summary)
+    if len(train_pairs) < cfg.train.batch_size:
+        raise UserError(f"{len(train_pairs)} training pairs are fewer than one batch ({cfg.train.batch_size})")
+    train_set = ImageDataset([p.image for p in train_pairs],
+                             image_transform(loaded.preprocess, True, tuple(cfg.data.crop_scale), cfg.data.hflip),
+                             train_tokens, draft_size=int(loaded.preprocess["size"]))
+    sampler = ShardedBatchSampler(len(train_set), cfg.train.batch_size, dist.rank, dist.world, cfg.train.seed)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
+                        persistent_workers=False)
+    log(f"data: {len(train_pairs)} train / {len(val_pairs)} val pairs; missing images {summary.missing_images} / "
+        f"{val_summary.missing_images}; captions cut at {train_tokens.shape[1]} tokens: "
+        f"{summary.truncated_captions} / {val_summary.truncated_captions}")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_cls(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    total_steps = cfg.train.epochs * math.ceil(len(loader) / cfg.train.grad_accum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total_steps, cfg.train.warmup_steps, cfg.train.schedule))
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.train.precision == "fp16")
+
+    def evaluate() -> dict[str, float]:
+        metrics = evaluate_pairs(loaded, val_pairs, val_tokens, cfg.train.eval_batch_size, dist.device,
+                                 cfg.train.precision, cfg.data.num_workers)
+        return {f"val_{k}": v for k, v in metrics.items()}
+
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    if last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        loaded.model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        log(f"resuming {run_dir} after epoch {start_epoch}")
+    else:
+        start_epoch, history = 0, [{"epoch": 0, **(evaluate() if dist.is_main else {})}]
+        best = {"epoch": 0, "val_mean_recall": history[0].get("val_mean_recall", 0.0)}
+        log(f"epoch 0 (before training): val mean R@K {best['val_mean_recall']:.2f}")
+
+    def checkpoint(epoch: int, with_optimizer: bool) -> dict[str, Any]:
+        state = {"format": RUN_FORMAT, "arch": loaded.arch, "model_cfg": loaded.model_cfg,
+                 "preprocess": loaded.preprocess, "state_dict": loaded.model.state_dict(), "epoch": epoch,
+                 "config": config_dict(cfg)}
+        if with_optimizer:
+            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                         scaler=scaler.state_dict(), history=history, best=best)
+        return state
+
+    for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+        torch.manual_seed(cfg.train.seed * 1000 + epoch * 10 + dist.rank)  # augmentation and worker seeds
+        sampler.set_epoch(epoch)
+        row = {"epoch": epoch, **train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, dist,
+                                                 f"epoch {epoch}/{cfg.train.epochs}")}
+        if dist.is_main:
+            row.update(evaluate())
+            history.append(row)
+            if row["val_mean_recall"] > best["val_mean_recall"] or not best_path.is_file():
+                best = {"epoch": epoch, "val_mean_recall": row["val_mean_recall"]}
+                atomic_save(checkpoint(epoch, with_optimizer=False), best_path)
+            atomic_save(checkpoint(epoch, with_optimizer=True), last_path)
+            _write_metrics(run_dir, history)
+            log(f"epoch {epoch}: loss {row['train_loss']:.4f}, {row['pairs_per_s']:.1f} pairs/s, "
+                f"val R@1 i2t {row['val_i2t_R@1']:.1f} t2i {row['val_t2i_R@1']:.1f}, mean R@K {row['val_mean_recall']:.2f}")
+        barrier()
+
+    summary.corrupt_images = int(max((r.get("skipped_images", 0) for r in history[1:]), default=0))
+    val_summary.corrupt_images = int(history[-1].get("val_skipped_images", 0))
+    results = {"best_epoch": best["epoch"], "best": next(r for r in history if r["epoch"] == best["epoch"]),
+               "untrained": history[0], "final": history[-1],
+               "data": {"train": asdict(summary), "val": asdict(val_summary)}}
+    if dist.is_main:
+        (run_dir / "data_summary.json").write_text(json.dumps(results["data"], indent=1))
+        (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+    barrier()
+    return results
