@@ -1,0 +1,207 @@
+"""Reproduce the published MEVF / QCR rows, and give the sound number beside each.
+
+    python experiments/reproduce.py list
+    python experiments/reproduce.py run ROW [--seeds 1204,1,2] [--runs runs/repro] [--data vqa_rad=DIR] [key=value ...]
+    python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results]
+
+``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
+continued) and evaluates it under every protocol of the row. ``report`` collects the
+``results_<protocol>.json`` files into Markdown and CSV tables (mean +- std over seeds, the schedule
+each number was measured with, the published number beside it) and plots accuracy-per-epoch curves
+and the seed spread.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from medvqa import evaluate, train  # noqa: E402
+from medvqa.config import read_run_config  # noqa: E402
+from medvqa.errors import UserError  # noqa: E402
+
+PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a config, the protocols it is reported under, the published numbers."""
+
+    config: str
+    protocols: tuple[str, ...]
+    published: dict[str, tuple[float | None, float | None, float | None]] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+
+
+ROWS: dict[str, Row] = {
+    "vqa_rad-mevf_ban": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS,
+                            {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)}),
+    "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
+    "vqa_rad-qcr": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"),
+                       {"pubmedclip-legacy": (60.0, 79.3, 71.6)}),
+    "vqa_rad-qcr-frozen": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound")),
+    "slake-mevf_ban": Row("configs/slake/mevf_ban.yaml", ("sound",)),
+    "slake-mevf_ban-published-vocab": Row("configs/slake/mevf_ban.yaml", ("pubmedclip-legacy",),
+                                          {"pubmedclip-legacy": (77.8, 79.8, 78.6)}, ("data.answer_vocab=train+test",)),
+    "slake-mevf_ban-frozen": Row("configs/slake/mevf_ban_frozen.yaml", ("sound",)),
+    "slake-qcr": Row("configs/slake/qcr.yaml", ("sound",)),
+    "slake-qcr-published-vocab": Row("configs/slake/qcr.yaml", ("pubmedclip-legacy",),
+                                     {"pubmedclip-legacy": (76.8, 80.6, 78.3)}, ("data.answer_vocab=train+test",)),
+    "slake-qcr-frozen": Row("configs/slake/qcr_frozen.yaml", ("sound",)),
+}
+
+
+def schedule(run_dir: Path) -> str:
+    """How a run was trained, in words, from its resolved config and how far it got."""
+    config = read_run_config(run_dir)
+    metrics = run_dir / "metrics.csv"
+    done = len(pd.read_csv(metrics)) if metrics.is_file() else 0
+    branches = "frozen branches" if config.model.freeze_visual else "fine-tuned branches"
+    recipe = f"{config.train.epochs} epochs, {branches}"
+    return recipe if done >= config.train.epochs else f"{recipe} (stopped after {done})"
+
+
+def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overrides: list[str]) -> None:
+    row = ROWS[name]
+    dataset = name.split("-")[0]
+    extra = [f"data.root={data[dataset]}"] if dataset in data else []
+    for seed in seeds:
+        run_dir = runs / name / f"s{seed}"
+        status = train.main(["--config", row.config, "--out", str(run_dir), f"train.seed={seed}", *extra,
+                             *row.overrides, *overrides])
+        if status != 0:
+            raise UserError(f"training {run_dir} failed with status {status}")
+        for protocol in row.protocols:
+            evaluate.evaluate_run(run_dir, protocol)
+
+
+def collect(runs: Path) -> pd.DataFrame:
+    """One line per (row, seed, protocol) result file found under ``runs``."""
+    lines = []
+    for path in sorted(runs.glob("*/s*/results_*.json")):
+        result = json.loads(path.read_text())
+        row = path.parent.parent.name
+        lines.append({"row": row, "seed": int(path.parent.name[1:]), "protocol": result["protocol"],
+                      "open": result["open"], "closed": result["closed"], "overall": result["overall"],
+                      "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
+                      "schedule": schedule(path.parent), "config": ROWS[row].config if row in ROWS else ""})
+    return pd.DataFrame(lines)
+
+
+def _mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    return f"{values.mean():.1f}" if len(values) == 1 else f"{values.mean():.1f} +- {values.std(ddof=1):.1f}"
+
+
+def table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean +- std over seeds per (row, protocol), with the published numbers beside."""
+    lines = []
+    for (row, protocol), group in results.groupby(["row", "protocol"], sort=False):
+        published = ROWS[row].published.get(protocol) if row in ROWS else None
+        lines.append({"row": row, "protocol": protocol, "seeds": len(group), "schedule": group["schedule"].iloc[0],
+                      **{k: _mean_std(group[k]) for k in ("open", "closed", "overall")},
+                      "published": " / ".join("-" if v is None else f"{v}" for v in published) if published else "",
+                      "config": group["config"].iloc[0]})
+    return pd.DataFrame(lines)
+
+
+def plot_curves(runs: Path, out: Path) -> None:
+    """Validation and test accuracy per epoch for every run."""
+    run_dirs = sorted(p for p in runs.glob("*/s*") if (p / "metrics.csv").is_file())
+    if not run_dirs:
+        return
+    rows = sorted({p.parent.name for p in run_dirs})
+    figure, axes = plt.subplots(len(rows), 1, figsize=(7, 2.6 * len(rows)), squeeze=False)
+    for axis, row in zip(axes[:, 0], rows):
+        for run_dir in (p for p in run_dirs if p.parent.name == row):
+            metrics = pd.read_csv(run_dir / "metrics.csv")
+            axis.plot(metrics["epoch"], metrics["val_overall"], label=f"{run_dir.name} val")
+            axis.plot(metrics["epoch"], metrics["test_overall"], "--", label=f"{run_dir.name} test")
+        axis.set_title(row, fontsize=9)
+        axis.set_ylabel("overall %")
+        axis.legend(fontsize=7, ncol=2)
+    axes[-1, 0].set_xlabel("epoch")
+    figure.tight_layout()
+    figure.savefig(out / "curves.png", dpi=110)
+    plt.close(figure)
+
+
+def plot_spread(results: pd.DataFrame, out: Path) -> None:
+    """Overall accuracy of each seed, per row and protocol."""
+    if results.empty:
+        return
+    keys = list(results.groupby(["row", "protocol"], sort=False).groups)
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(keys) + 1))
+    for y, (row, protocol) in enumerate(keys):
+        values = results[(results["row"] == row) & (results["protocol"] == protocol)]["overall"]
+        axis.scatter(values, [y] * len(values), s=18)
+    axis.set_yticks(range(len(keys)), [f"{r} [{p}]" for r, p in keys], fontsize=7)
+    axis.set_xlabel("overall accuracy % (one dot per seed)")
+    figure.tight_layout()
+    figure.savefig(out / "seed_spread.png", dpi=110)
+    plt.close(figure)
+
+
+def report(runs: Path, out: Path) -> pd.DataFrame:
+    out.mkdir(parents=True, exist_ok=True)
+    results = collect(runs)
+    if results.empty:
+        raise UserError(f"no results_*.json under {runs}/<row>/s<seed>/: run some rows first")
+    summary = table(results)
+    results.to_csv(out / "runs.csv", index=False)
+    summary.to_csv(out / "table.csv", index=False)
+    (out / "table.md").write_text(summary.to_markdown(index=False) if _has_tabulate() else summary.to_string(index=False))
+    plot_curves(runs, out)
+    plot_spread(results, out)
+    return summary
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list")
+    run = sub.add_parser("run")
+    run.add_argument("row", choices=list(ROWS))
+    run.add_argument("--seeds", default="1204", help="comma-separated seeds")
+    run.add_argument("--runs", type=Path, default=Path("runs/repro"))
+    run.add_argument("--data", action="append", default=[], help="DATASET=DIR prepared data (vqa_rad=..., slake=...)")
+    run.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=5")
+    rep = sub.add_parser("report")
+    rep.add_argument("--runs", type=Path, default=Path("runs/repro"))
+    rep.add_argument("--out", type=Path, default=Path("experiments/results"))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for name, row in ROWS.items():
+                print(f"{name:<32} {row.config:<38} {', '.join(row.protocols)}")
+        elif args.command == "run":
+            data = dict(item.split("=", 1) for item in args.data)
+            run_row(args.row, [int(s) for s in args.seeds.split(",")], args.runs, data, args.overrides)
+        else:
+            print(report(args.runs, args.out).to_string(index=False))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
