@@ -266,7 +266,11 @@ def read_labelled(spec: str | Path, image_root: str | Path | None = None) -> lis
 
 
 def _read_slake(root: Path) -> list[LabelledImage]:
-    """One record per image and split of SLAKE 1.0 (English questions), labelled by modality and organ."""
+    """One record per image and split of SLAKE 1.0, labelled by modality and organ.
+
+    Only images with English questions are kept: their train/validate/test splits share no image, whereas
+    the Chinese records reuse training images in the test split.
+    """
     records: dict[tuple[str, str], LabelledImage] = {}
     for split in ("train", "validate", "test"):
         file = root / f"{split}.json"
