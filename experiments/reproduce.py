@@ -160,18 +160,17 @@ def report(runs: Path, out: Path) -> pd.DataFrame:
     summary = table(results)
     results.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(summary.to_markdown(index=False) if _has_tabulate() else summary.to_string(index=False))
+    (out / "table.md").write_text(markdown(summary))
     plot_curves(runs, out)
     plot_spread(results, out)
     return summary
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``frame``."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

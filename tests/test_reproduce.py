@@ -1,0 +1,54 @@
+"""experiments/reproduce.py: tables and plots collected from run directories."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from medvqa import train
+from medvqa.cli import main as medvqa_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "experiments" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_point_at_existing_configs(reproduce) -> None:
+    for name, row in reproduce.ROWS.items():
+        assert (REPO / row.config).is_file(), name
+        assert set(row.protocols) <= set(reproduce.PROTOCOLS)
+
+
+def test_report_from_runs(reproduce, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "40",
+                        "--image-specs", "gray84,gray128"]) == 0
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        run_dir = runs / "vqa_rad-mevf_ban-frozen" / f"s{seed}"
+        assert train.main(["--config", str(REPO / "configs/synthetic/mevf_ban_tiny.yaml"), "--out", str(run_dir),
+                           f"data.root={data}", "model.freeze_visual=true", "train.epochs=2",
+                           f"train.seed={seed}"]) == 0
+    summary = reproduce.report(runs, tmp_path / "out")
+    assert list(summary["seeds"]) == [2] and "+-" in summary["overall"].iloc[0]
+    assert summary["schedule"].iloc[0] == "2 epochs, frozen branches"
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert table.startswith("| row | protocol |") and "vqa_rad-mevf_ban-frozen" in table
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 0 and (tmp_path / "out" / "seed_spread.png").is_file()
+    runs_csv = (tmp_path / "out" / "runs.csv").read_text().splitlines()
+    assert len(runs_csv) == 3
+    assert json.loads((runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json").read_text())["protocol"] == "sound"
+
+
+def test_report_without_runs(reproduce, tmp_path: Path) -> None:
+    assert reproduce.main(["report", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
