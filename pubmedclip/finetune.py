@@ -13,7 +13,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -157,6 +157,56 @@ def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
+@dataclass
+class Session:
+    """Everything a training run works with, built from the config by ``setup``."""
+
+    loaded: LoadedClip
+    model: torch.nn.Module  # loaded.model, wrapped in DDP when distributed
+    loader: DataLoader
+    sampler: ShardedBatchSampler
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    val_pairs: list[Pair]
+    val_tokens: torch.Tensor
+    summary: DataSummary
+    val_summary: DataSummary
+
+
+def setup(cfg: FinetuneConfig, dist: DistInfo) -> Session:
+    """Model (seeded), training loader, validation pairs, optimizer, warm-up + cosine schedule, loss scaler."""
+    torch.manual_seed(cfg.train.seed)
+    loaded = build_model(cfg, dist.device)
+    model: torch.nn.Module = loaded.model
+    if dist.world > 1:
+        model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+
+    summary, val_summary = DataSummary(), DataSummary()
+    train_pairs = load_pairs(cfg.data.train, cfg.data.image_root, summary)
+    val_root = cfg.data.val_image_root or cfg.data.image_root
+    val_pairs = load_pairs(cfg.data.val, val_root, val_summary, cfg.data.val_preset)
+    train_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in train_pairs], summary)
+    val_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in val_pairs], val_summary)
+    if len(train_pairs) < cfg.train.batch_size:
+        raise UserError(f"{len(train_pairs)} training pairs are fewer than one batch ({cfg.train.batch_size})")
+    transform = image_transform(loaded.preprocess, True, tuple(cfg.data.crop_scale), cfg.data.hflip)
+    train_set = ImageDataset([p.image for p in train_pairs], transform, train_tokens,
+                             draft_size=int(loaded.preprocess["size"]))
+    sampler = ShardedBatchSampler(len(train_set), cfg.train.batch_size, dist.rank, dist.world, cfg.train.seed)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_cls(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    total_steps = cfg.train.epochs * math.ceil(len(loader) / cfg.train.grad_accum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total_steps, cfg.train.warmup_steps, cfg.train.schedule))
+    scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.train.precision == "fp16")
+    return Session(loaded, model, loader, sampler, optimizer, scheduler, scaler, val_pairs, val_tokens,
+                   summary, val_summary)
+
+
 def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune (or continue fine-tuning) into ``run_dir``; returns the contents of ``results.json``."""
@@ -166,50 +216,23 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
     if prepare_run_dir(run_dir, cfg, overwrite, dist):
         log(f"{run_dir} already holds a finished run of this config")
         return json.loads((run_dir / "results.json").read_text())
-    torch.manual_seed(cfg.train.seed)
-    loaded = build_model(cfg, dist.device)
-    model: torch.nn.Module = loaded.model
-    if dist.world > 1:
-        model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-
-    summary = DataSummary()
-    train_pairs = load_pairs(cfg.data.train, cfg.data.image_root, summary)
-    val_summary = DataSummary()
-    val_pairs = load_pairs(cfg.data.val, cfg.data.val_image_root or cfg.data.image_root, val_summary, cfg.data.val_preset)
-    train_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in train_pairs], summary)
-    val_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in val_pairs], val_summary)
-    if len(train_pairs) < cfg.train.batch_size:
-        raise UserError(f"{len(train_pairs)} training pairs are fewer than one batch ({cfg.train.batch_size})")
-    train_set = ImageDataset([p.image for p in train_pairs],
-                             image_transform(loaded.preprocess, True, tuple(cfg.data.crop_scale), cfg.data.hflip),
-                             train_tokens, draft_size=int(loaded.preprocess["size"]))
-    sampler = ShardedBatchSampler(len(train_set), cfg.train.batch_size, dist.rank, dist.world, cfg.train.seed)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
-                        persistent_workers=False)
-    log(f"data: {len(train_pairs)} train / {len(val_pairs)} val pairs; missing images {summary.missing_images} / "
-        f"{val_summary.missing_images}; captions cut at {train_tokens.shape[1]} tokens: "
-        f"{summary.truncated_captions} / {val_summary.truncated_captions}")
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_cls(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    total_steps = cfg.train.epochs * math.ceil(len(loader) / cfg.train.grad_accum)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, total_steps, cfg.train.warmup_steps, cfg.train.schedule))
-    scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.train.precision == "fp16")
+    s = setup(cfg, dist)
+    log(f"data: {s.summary.pairs} train / {s.val_summary.pairs} val pairs; missing images "
+        f"{s.summary.missing_images} / {s.val_summary.missing_images}; captions cut at {s.val_tokens.shape[1]} "
+        f"tokens: {s.summary.truncated_captions} / {s.val_summary.truncated_captions}")
 
     def evaluate() -> dict[str, float]:
-        metrics = evaluate_pairs(loaded, val_pairs, val_tokens, cfg.train.eval_batch_size, dist.device,
+        metrics = evaluate_pairs(s.loaded, s.val_pairs, s.val_tokens, cfg.train.eval_batch_size, dist.device,
                                  cfg.train.precision, cfg.data.num_workers)
         return {f"val_{k}": v for k, v in metrics.items()}
 
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     if last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
-        loaded.model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        s.loaded.model.load_state_dict(state["state_dict"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scheduler.load_state_dict(state["scheduler"])
+        s.scaler.load_state_dict(state["scaler"])
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
         log(f"resuming {run_dir} after epoch {start_epoch}")
     else:
@@ -218,18 +241,18 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
         log(f"epoch 0 (before training): val mean R@K {best['val_mean_recall']:.2f}")
 
     def checkpoint(epoch: int, with_optimizer: bool) -> dict[str, Any]:
-        state = {"format": RUN_FORMAT, "arch": loaded.arch, "model_cfg": loaded.model_cfg,
-                 "preprocess": loaded.preprocess, "state_dict": loaded.model.state_dict(), "epoch": epoch,
+        state = {"format": RUN_FORMAT, "arch": s.loaded.arch, "model_cfg": s.loaded.model_cfg,
+                 "preprocess": s.loaded.preprocess, "state_dict": s.loaded.model.state_dict(), "epoch": epoch,
                  "config": config_dict(cfg)}
         if with_optimizer:
-            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                         scaler=scaler.state_dict(), history=history, best=best)
+            state.update(optimizer=s.optimizer.state_dict(), scheduler=s.scheduler.state_dict(),
+                         scaler=s.scaler.state_dict(), history=history, best=best)
         return state
 
     for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
         torch.manual_seed(cfg.train.seed * 1000 + epoch * 10 + dist.rank)  # augmentation and worker seeds
-        sampler.set_epoch(epoch)
-        row = {"epoch": epoch, **train_one_epoch(model, loader, optimizer, scheduler, scaler, cfg, dist,
+        s.sampler.set_epoch(epoch)
+        row = {"epoch": epoch, **train_one_epoch(s.model, s.loader, s.optimizer, s.scheduler, s.scaler, cfg, dist,
                                                  f"epoch {epoch}/{cfg.train.epochs}")}
         if dist.is_main:
             row.update(evaluate())
@@ -239,15 +262,15 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
                 atomic_save(checkpoint(epoch, with_optimizer=False), best_path)
             atomic_save(checkpoint(epoch, with_optimizer=True), last_path)
             _write_metrics(run_dir, history)
-            log(f"epoch {epoch}: loss {row['train_loss']:.4f}, {row['pairs_per_s']:.1f} pairs/s, "
-                f"val R@1 i2t {row['val_i2t_R@1']:.1f} t2i {row['val_t2i_R@1']:.1f}, mean R@K {row['val_mean_recall']:.2f}")
+            log(f"epoch {epoch}: loss {row['train_loss']:.4f}, {row['pairs_per_s']:.1f} pairs/s, val R@1 "
+                f"i2t {row['val_i2t_R@1']:.1f} t2i {row['val_t2i_R@1']:.1f}, mean R@K {row['val_mean_recall']:.2f}")
         barrier()
 
-    summary.corrupt_images = int(max((r.get("skipped_images", 0) for r in history[1:]), default=0))
-    val_summary.corrupt_images = int(history[-1].get("val_skipped_images", 0))
+    s.summary.corrupt_images = int(max((r.get("skipped_images", 0) for r in history[1:]), default=0))
+    s.val_summary.corrupt_images = int(history[-1].get("val_skipped_images", 0))
     results = {"best_epoch": best["epoch"], "best": next(r for r in history if r["epoch"] == best["epoch"]),
                "untrained": history[0], "final": history[-1],
-               "data": {"train": asdict(summary), "val": asdict(val_summary)}}
+               "data": {"train": asdict(s.summary), "val": asdict(s.val_summary)}}
     if dist.is_main:
         (run_dir / "data_summary.json").write_text(json.dumps(results["data"], indent=1))
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))

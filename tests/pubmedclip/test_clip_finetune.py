@@ -22,7 +22,6 @@ from pubmedclip.errors import UserError
 from clip_testutils import write_images
 
 HERE = Path(__file__).parent
-MODALITY = {"CT": "a computed tomography scan", "MRI": "a magnetic resonance image", "X-Ray": "an x-ray"}
 
 
 def test_two_process_gradients_equal_one_process(tmp_path: Path) -> None:
@@ -118,33 +117,12 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert all(a >= b for a, b in zip(values[1:], values[2:]))
 
 
-def _slake_roco_layout(data_root: Path, out: Path, n_train: int, n_val: int) -> int:
-    """SLAKE images with captions templated from their labels, in ROCO layout; real ROCO lines without images."""
-    real_captions = (data_root / "roco" / "test" / "radiology" / "captions.txt").read_text().splitlines()[:15]
-    real_links = (data_root / "roco" / "test" / "radiology" / "dlinks.txt").read_text().splitlines()[:15]
-    for split, source, count in (("train", "train", n_train), ("validation", "validate", n_val)):
-        folder = out / split / "radiology"
-        (folder / "images").mkdir(parents=True)
-        first: dict[str, dict] = {}
-        for q in json.loads((data_root / "slake" / "Slake1.0" / f"{source}.json").read_text()):
-            if q["q_lang"] == "en":
-                first.setdefault(q["img_name"], q)
-        captions, links = [], []
-        for i, (name, q) in enumerate(list(first.items())[:count]):
-            file = name.replace("/", "_")
-            (folder / "images" / file).symlink_to(data_root / "slake" / "Slake1.0" / "imgs" / name)
-            organ = q["location"].replace("_", " ").lower()
-            captions.append(f"S{split[0]}{i}\t {MODALITY[q['modality']]} of the {organ}")
-            links.append(f"S{split[0]}{i}\twget https://example.org/x.tar.gz\t{file}")
-        if split == "train":  # real ROCO text whose images are absent: read, then dropped and counted
-            captions, links = captions + real_captions, links + real_links
-        (folder / "captions.txt").write_text("\n".join(captions) + "\n")
-        (folder / "dlinks.txt").write_text("\n".join(links) + "\n")
-    return len(real_captions)
-
-
 def test_end_to_end_on_slake_images(data_root: Path, tmp_path: Path) -> None:
-    n_real = _slake_roco_layout(data_root, tmp_path / "roco", 120, 48)
+    sys.path.insert(0, str(HERE.parents[1] / "experiments" / "pubmedclip"))
+    from slake_roco import write_roco_layout
+
+    n_real = 15  # real ROCO caption lines whose images are absent: read, dropped and counted
+    write_roco_layout(data_root, tmp_path / "roco", {"train": 120, "validation": 48}, roco_lines=n_real)
     config = {"model": {"arch": "tiny-vit", "load_pretrained": False},
               "data": {"train": str(tmp_path / "roco" / "train"), "val": str(tmp_path / "roco" / "validation"),
                        "num_workers": 0},
