@@ -1,0 +1,51 @@
+"""Config loading: every shipped YAML validates; typos, wrong types and bad overrides are one-line errors."""
+from pathlib import Path
+
+import pytest
+
+from medvqa.config import load_config
+from medvqa.errors import UserError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    assert config.model.name in ("mevf_ban", "mevf_san", "qcr")
+    assert config.data.root.startswith("data/")
+
+
+def test_published_recipes():
+    mevf = load_config(CONFIGS[0].parents[1] / "vqa_rad" / "mevf_ban.yaml")
+    assert (mevf.train.lr, mevf.train.batch_size, mevf.train.epochs, mevf.train.seed) == (0.005, 32, 20, 1204)
+    assert mevf.train.decay_epochs == [10, 12, 14, 16, 18] and mevf.train.clip_norm == 0.25
+    qcr = load_config(CONFIGS[0].parents[1] / "vqa_rad" / "qcr.yaml")
+    assert (qcr.train.lr, qcr.train.batch_size, qcr.train.epochs, qcr.train.seed) == (0.002, 64, 200, 88)
+
+
+def test_overrides_are_typed():
+    config = load_config(None, ["train.epochs=3", "data.root=/x", "train.lr=1", "data.train_splits=[train, val]"])
+    assert config.train.epochs == 3 and config.data.root == "/x"
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.data.train_splits == ["train", "val"]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.epoch=3", "unknown key train.epoch"),
+    ("trian.epochs=3", "unknown key trian"),
+    ("train.epochs=three", "train.epochs must be int"),
+    ("train.deterministic=1", "train.deterministic must be bool"),
+    ("train.epochs", "expected key=value"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("model:\n  nmae: qcr\n")
+    with pytest.raises(UserError, match=r"c.yaml: unknown key model.nmae"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
