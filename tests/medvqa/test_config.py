@@ -6,7 +6,8 @@ import pytest
 from medvqa.config import load_config
 from medvqa.errors import UserError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(p for d in ("vqa_rad", "slake", "synthetic") for p in (CONFIG_ROOT / d).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -17,10 +18,10 @@ def test_shipped_configs_load(path):
 
 
 def test_published_recipes():
-    mevf = load_config(CONFIGS[0].parents[1] / "vqa_rad" / "mevf_ban.yaml")
+    mevf = load_config(CONFIG_ROOT / "vqa_rad" / "mevf_ban.yaml")
     assert (mevf.train.lr, mevf.train.batch_size, mevf.train.epochs, mevf.train.seed) == (0.005, 32, 20, 1204)
     assert mevf.train.decay_epochs == [10, 12, 14, 16, 18] and mevf.train.clip_norm == 0.25
-    qcr = load_config(CONFIGS[0].parents[1] / "vqa_rad" / "qcr.yaml")
+    qcr = load_config(CONFIG_ROOT / "vqa_rad" / "qcr.yaml")
     assert (qcr.train.lr, qcr.train.batch_size, qcr.train.epochs, qcr.train.seed) == (0.002, 64, 200, 88)
 
 
