@@ -146,3 +146,14 @@ def test_real_vqa_rad_frozen_run_beats_majority_answer(tmp_path):
     majority = Counter(normalize_answer(r.answer) for r in test).most_common(1)[0][1] / len(test) * 100
     overall = json.loads((run / "results.json").read_text())["overall"]
     assert overall > majority + 10, (overall, majority)  # about 44 vs 29.5 after 8 epochs
+
+
+def test_published_lr_schedules():
+    from medvqa.config import load_config
+
+    mevf = load_config(ROOT / "configs" / "vqa_rad" / "mevf_ban.yaml")
+    lrs = [train_module.lr_at(e, mevf) for e in range(20)]
+    assert lrs[:5] == [0.0025, 0.005, 0.0075, 0.01, 0.01]
+    assert lrs[9] == 0.01 and lrs[10] == pytest.approx(0.0075) and lrs[19] == pytest.approx(0.01 * 0.75**5)
+    qcr = load_config(ROOT / "configs" / "vqa_rad" / "qcr.yaml")
+    assert {train_module.lr_at(e, qcr) for e in range(200)} == {0.002}
