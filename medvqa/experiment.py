@@ -54,7 +54,11 @@ def load_model_state(model: VQAHead, state: dict, answers: list[str], where: str
     if state.get("answers") != answers:
         raise UserError(f"{where}: its answer vocabulary ({len(state.get('answers') or [])} answers) does not "
                         f"match the run's data ({len(answers)} answers)")
-    result = model.load_state_dict(state["model"], strict=False)
+    try:
+        result = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as error:  # shape mismatches
+        detail = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
+        raise UserError(f"{where}: model mismatch, {detail}") from None
     if result.missing_keys or result.unexpected_keys:
         raise UserError(f"{where}: model mismatch, missing {result.missing_keys[:3]}, "
                         f"unexpected {result.unexpected_keys[:3]}")

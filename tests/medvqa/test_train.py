@@ -134,6 +134,15 @@ def test_checkpoint_with_other_answers_is_refused(synthetic, tmp_path):
         evaluate_main(["--run", str(run)])
 
 
+def test_checkpoint_of_another_model_is_refused(synthetic, tmp_path):
+    run = tmp_path / "run"
+    _qcr(synthetic, run, "train.epochs=1")
+    config = (run / "config.yaml").read_text().replace("hidden_dim: 32", "hidden_dim: 16")
+    (run / "config.yaml").write_text(config)
+    with pytest.raises(UserError, match="model mismatch, size mismatch"):
+        evaluate_main(["--run", str(run)])
+
+
 @pytest.mark.skipif(not (SHARED / "vqa_rad" / "data_RAD").is_dir(), reason="real VQA-RAD not available")
 def test_real_vqa_rad_frozen_run_beats_majority_answer(tmp_path):
     data = tmp_path / "vqa_rad"
