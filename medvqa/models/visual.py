@@ -95,7 +95,7 @@ def create_encoder(name: str, **kwargs) -> VisualEncoder:
 
 def images_to_tensor(images: np.ndarray, spec: InputSpec) -> Tensor:
     """uint8 ``[N, H, W]`` or ``[N, H, W, 3]`` -> float32 ``[N, C, H, W]`` in [0, 1], then (x - mean) / std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # [N, C, H, W]
     if x.size(1) != spec.channels:
         raise ValueError(f"images have {x.size(1)} channels, encoder input {spec.key!r} expects {spec.channels}")
