@@ -1,9 +1,17 @@
 """CLIP for radiology: load any CLIP checkpoint, fine-tune contrastively, evaluate, encode images."""
+
 from pubmedclip.checkpoints import export_pubmedclip, load_clip
 from pubmedclip.encoder import ImageEncoder, InputSpec
 from pubmedclip.errors import UserError
 from pubmedclip.models import LoadedClip, list_architectures
 
 __version__ = "0.1.0"
-__all__ = ["ImageEncoder", "InputSpec", "LoadedClip", "UserError", "export_pubmedclip", "list_architectures",
-           "load_clip"]
+__all__ = [
+    "ImageEncoder",
+    "InputSpec",
+    "LoadedClip",
+    "UserError",
+    "export_pubmedclip",
+    "list_architectures",
+    "load_clip",
+]

@@ -11,6 +11,7 @@ Formats read by ``load_clip``:
 
 Weights are copied into an fp32 model at the values stored in the file; nothing is rounded to fp16 first.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,13 +24,20 @@ import torch
 from torch import nn
 
 from pubmedclip.errors import UserError
-from pubmedclip.models import (LoadedClip, arch_config, build_model, name_of_config, normalise_config,
-                               preprocess_config, random_clip, resolve_arch)
+from pubmedclip.models import (
+    LoadedClip,
+    arch_config,
+    build_model,
+    name_of_config,
+    normalise_config,
+    preprocess_config,
+    random_clip,
+    resolve_arch,
+)
 
 RUN_FORMAT = "pubmedclip-run/1"
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
-_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
-                 "pytorch_model.bin")
+_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -42,6 +50,7 @@ def _read_tensors(path: Path) -> Any:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
+
             return load_file(str(path))
         if zipfile.is_zipfile(path) and any("/code/" in n for n in zipfile.ZipFile(path).namelist()):
             return torch.jit.load(str(path), map_location="cpu").state_dict()
@@ -54,7 +63,7 @@ def clean_state_dict(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Strip DDP ``module.`` prefixes and the non-weight entries of OpenAI archives."""
     out = {}
     for key, value in state_dict.items():
-        key = key[len("module."):] if key.startswith("module.") else key
+        key = key[len("module.") :] if key.startswith("module.") else key
         if key not in _OPENAI_EXTRA_KEYS and isinstance(value, torch.Tensor):
             out[key] = value
     return out
@@ -67,8 +76,13 @@ def infer_openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
         raise UserError(f"cannot infer the architecture from keys like {sample}; pass the architecture (--arch)")
     text_width = sd["ln_final.weight"].shape[0]
     text_layers = {k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")}
-    text_cfg = {"context_length": sd["positional_embedding"].shape[0], "vocab_size": sd["token_embedding.weight"].shape[0],
-                "width": text_width, "heads": text_width // 64, "layers": len(text_layers)}
+    text_cfg = {
+        "context_length": sd["positional_embedding"].shape[0],
+        "vocab_size": sd["token_embedding.weight"].shape[0],
+        "width": text_width,
+        "heads": text_width // 64,
+        "layers": len(text_layers),
+    }
     if "visual.proj" in sd:  # vision transformer
         width, _, patch, _ = sd["visual.conv1.weight"].shape  # [width, 3, patch, patch]
         grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
@@ -77,18 +91,33 @@ def infer_openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     else:  # modified ResNet with attention pooling
         blocks = [len({k.split(".")[2] for k in sd if k.startswith(f"visual.layer{i}.")}) for i in (1, 2, 3, 4)]
         grid = round((sd["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
-        vision_cfg = {"image_size": grid * 32, "layers": blocks, "width": sd["visual.layer1.0.conv1.weight"].shape[0],
-                      "patch_size": None}
-    return {"embed_dim": sd["text_projection"].shape[1], "quick_gelu": True,
-            "vision_cfg": vision_cfg, "text_cfg": text_cfg}
+        vision_cfg = {
+            "image_size": grid * 32,
+            "layers": blocks,
+            "width": sd["visual.layer1.0.conv1.weight"].shape[0],
+            "patch_size": None,
+        }
+    return {
+        "embed_dim": sd["text_projection"].shape[1],
+        "quick_gelu": True,
+        "vision_cfg": vision_cfg,
+        "text_cfg": text_cfg,
+    }
 
 
-def hf_to_openai(sd: dict[str, torch.Tensor], hf_config: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def hf_to_openai(
+    sd: dict[str, torch.Tensor], hf_config: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Convert a Hugging Face ``CLIPModel`` state dict and config.json to the OpenAI layout and open_clip config."""
     out: dict[str, torch.Tensor] = {}
     towers = {"text_model.": "", "vision_model.": "visual."}
-    renames = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
-               "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+    renames = {
+        "self_attn.out_proj": "attn.out_proj",
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+    }
     for hf_prefix, prefix in towers.items():
         n_layers = hf_config[f"{hf_prefix[:-7]}_config"]["num_hidden_layers"]
         for i in range(n_layers):
@@ -112,14 +141,26 @@ def hf_to_openai(sd: dict[str, torch.Tensor], hf_config: dict[str, Any]) -> tupl
         out[f"visual.ln_post.{kind}"] = sd[f"vision_model.post_layernorm.{kind}"]
 
     vis, txt = hf_config["vision_config"], hf_config["text_config"]
-    cfg = {"embed_dim": hf_config.get("projection_dim", out["visual.proj"].shape[1]),
-           "quick_gelu": vis.get("hidden_act", "quick_gelu") == "quick_gelu",
-           "vision_cfg": {"image_size": vis["image_size"], "patch_size": vis["patch_size"], "width": vis["hidden_size"],
-                          "layers": vis["num_hidden_layers"], "head_width": vis["hidden_size"] // vis["num_attention_heads"],
-                          "mlp_ratio": vis["intermediate_size"] / vis["hidden_size"]},
-           "text_cfg": {"context_length": txt["max_position_embeddings"], "vocab_size": txt["vocab_size"],
-                        "width": txt["hidden_size"], "heads": txt["num_attention_heads"], "layers": txt["num_hidden_layers"],
-                        "mlp_ratio": txt["intermediate_size"] / txt["hidden_size"]}}
+    cfg = {
+        "embed_dim": hf_config.get("projection_dim", out["visual.proj"].shape[1]),
+        "quick_gelu": vis.get("hidden_act", "quick_gelu") == "quick_gelu",
+        "vision_cfg": {
+            "image_size": vis["image_size"],
+            "patch_size": vis["patch_size"],
+            "width": vis["hidden_size"],
+            "layers": vis["num_hidden_layers"],
+            "head_width": vis["hidden_size"] // vis["num_attention_heads"],
+            "mlp_ratio": vis["intermediate_size"] / vis["hidden_size"],
+        },
+        "text_cfg": {
+            "context_length": txt["max_position_embeddings"],
+            "vocab_size": txt["vocab_size"],
+            "width": txt["hidden_size"],
+            "heads": txt["num_attention_heads"],
+            "layers": txt["num_hidden_layers"],
+            "mlp_ratio": txt["intermediate_size"] / txt["hidden_size"],
+        },
+    }
     return out, cfg
 
 
@@ -173,8 +214,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 def _differences(model: nn.Module, sd: dict[str, torch.Tensor], limit: int = 3) -> list[str]:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    diffs = [f"{k} (missing)" if k not in sd else f"{k} (shape {tuple(sd[k].shape)} vs {shape})"
-             for k, shape in expected.items() if k not in sd or tuple(sd[k].shape) != shape]
+    diffs = [
+        f"{k} (missing)" if k not in sd else f"{k} (shape {tuple(sd[k].shape)} vs {shape})"
+        for k, shape in expected.items()
+        if k not in sd or tuple(sd[k].shape) != shape
+    ]
     diffs += [f"{k} (unexpected)" for k in sd if k not in expected]
     return diffs[:limit]
 
@@ -207,7 +251,9 @@ def load_clip(path: str | Path | None = None, arch: str | None = None) -> Loaded
             except UserError:
                 found = "an unknown architecture"
         wanted = resolve_arch(arch) if arch is not None else found
-        raise UserError(f"checkpoint {path} holds {found} weights, not {wanted}; first differing keys: {', '.join(diffs)}")
+        raise UserError(
+            f"checkpoint {path} holds {found} weights, not {wanted}; first differing keys: {', '.join(diffs)}"
+        )
     model.load_state_dict(sd)  # copies into fp32 parameters at the stored values
     name = resolve_arch(arch) if arch is not None else found
     return LoadedClip(model.eval(), name, cfg, preprocess_config(cfg, pp_overrides), fmt)
@@ -221,17 +267,25 @@ def openai_state_dict(loaded: LoadedClip, dtype: torch.dtype = torch.float32) ->
     implied = normalise_config(infer_openai_config(sd))
     actual = normalise_config(loaded.model_cfg)
     if implied != actual:
-        fields = sorted(k for part in ("vision_cfg", "text_cfg") for k in actual[part]
-                        if actual[part][k] != implied[part][k]) or ["quick_gelu"]
-        raise UserError(f"architecture {loaded.arch} cannot be written as OpenAI CLIP weights (differs in {', '.join(fields)})")
+        fields = sorted(
+            k for part in ("vision_cfg", "text_cfg") for k in actual[part] if actual[part][k] != implied[part][k]
+        ) or ["quick_gelu"]
+        raise UserError(
+            f"architecture {loaded.arch} cannot be written as OpenAI CLIP weights (differs in {', '.join(fields)})"
+        )
     return sd
 
 
-def export_pubmedclip(loaded: LoadedClip, out: str | Path, dtype: torch.dtype = torch.float32,
-                      extra: dict[str, Any] | None = None) -> Path:
+def export_pubmedclip(
+    loaded: LoadedClip, out: str | Path, dtype: torch.dtype = torch.float32, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``{'state_dict': OpenAI-layout weights, 'arch', 'model_cfg', ...}`` as PubMedCLIP's code expects."""
-    payload = {"state_dict": openai_state_dict(loaded, dtype), "arch": loaded.arch, "model_cfg": loaded.model_cfg,
-               **(extra or {})}
+    payload = {
+        "state_dict": openai_state_dict(loaded, dtype),
+        "arch": loaded.arch,
+        "model_cfg": loaded.model_cfg,
+        **(extra or {}),
+    }
     return atomic_save(payload, out)
 
 

@@ -2,6 +2,7 @@
 
 Each subcommand is ``<name>_main(argv) -> int``; input problems print ``error: ...`` and exit with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ def _user_errors(func: Callable[[list[str] | None], int]) -> Callable[[list[str]
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+
     return wrapper
 
 
@@ -43,7 +45,9 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    parser.add_argument("--cache-dir", help="reuse image features across runs (keyed by checkpoint, arch, preprocessing)")
+    parser.add_argument(
+        "--cache-dir", help="reuse image features across runs (keyed by checkpoint, arch, preprocessing)"
+    )
 
 
 def _encoder(args: argparse.Namespace):
@@ -52,8 +56,15 @@ def _encoder(args: argparse.Namespace):
     if args.checkpoint is None and args.arch is None:
         raise UserError("give --checkpoint (and --arch if the checkpoint does not name its architecture)")
     torch.set_num_threads(min(torch.get_num_threads(), 8))
-    return ImageEncoder(args.checkpoint, args.arch, device=args.device, precision=args.precision,
-                        batch_size=args.batch_size, num_workers=args.workers, cache_dir=args.cache_dir)
+    return ImageEncoder(
+        args.checkpoint,
+        args.arch,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        cache_dir=args.cache_dir,
+    )
 
 
 @_user_errors
@@ -70,8 +81,10 @@ def finetune_main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     out = args.out or Path("runs") / "pubmedclip" / Path(args.config).stem
     results = finetune(cfg, out, overwrite=args.overwrite)
-    print(f"best epoch {results['best_epoch']}: val mean R@K {results['best']['val_mean_recall']:.2f} "
-          f"(before training {results['untrained']['val_mean_recall']:.2f}); run directory {out}")
+    print(
+        f"best epoch {results['best_epoch']}: val mean R@K {results['best']['val_mean_recall']:.2f} "
+        f"(before training {results['untrained']['val_mean_recall']:.2f}); run directory {out}"
+    )
     return 0
 
 
@@ -139,8 +152,10 @@ def encode_main(argv: list[str] | None = None) -> int:
     np.savez(tmp, embeddings=embeddings.astype(np.float32), names=names)
     tmp.replace(out)
     skipped = [p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if not good]
-    print(f"wrote {len(names)} x {embeddings.shape[1]} embeddings to {out}"
-          + (f"; skipped {len(skipped)} unreadable images (e.g. {skipped[0]})" if skipped else ""))
+    print(
+        f"wrote {len(names)} x {embeddings.shape[1]} embeddings to {out}"
+        + (f"; skipped {len(skipped)} unreadable images (e.g. {skipped[0]})" if skipped else "")
+    )
     return 0
 
 
@@ -148,8 +163,9 @@ def encode_main(argv: list[str] | None = None) -> int:
 def export_main(argv: list[str] | None = None) -> int:
     from pubmedclip.checkpoints import export_pubmedclip, load_clip
 
-    parser = argparse.ArgumentParser(prog="pubmedclip export",
-                                     description="Write a PubMedCLIP-compatible .pth (OpenAI CLIP key names).")
+    parser = argparse.ArgumentParser(
+        prog="pubmedclip export", description="Write a PubMedCLIP-compatible .pth (OpenAI CLIP key names)."
+    )
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--arch")
     parser.add_argument("--out", required=True)

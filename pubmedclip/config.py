@@ -2,6 +2,7 @@
 
 An unknown key, a wrong type or a value outside its choices is a one-line ``UserError`` naming the key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,9 +62,13 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-CHOICES = {"train.optimizer": ("adam", "adamw"), "train.schedule": ("cosine", "constant"),
-           "train.precision": ("fp32", "bf16", "fp16"), "train.device": ("auto", "cpu", "cuda"),
-           "data.val_preset": (None, "roco2000")}
+CHOICES = {
+    "train.optimizer": ("adam", "adamw"),
+    "train.schedule": ("cosine", "constant"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "data.val_preset": (None, "roco2000"),
+}
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

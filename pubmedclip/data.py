@@ -4,6 +4,7 @@ Readers return plain records and check the layout eagerly (a malformed file or a
 one-line ``UserError``). Individual missing images are dropped and counted before training; images that fail
 to decode are skipped by the loader and counted per batch, so an epoch never stops on a bad file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -118,11 +119,15 @@ def _read_table(path: Path, image_root: Path | None) -> list[Pair]:
     image_col = _pick(columns, IMAGE_COLUMNS, path, "image")
     caption_col = _pick(columns, CAPTION_COLUMNS, path, "caption")
     if image_root is None:
-        pubmedclip_layout = {"id", "name", "caption"} <= set(columns) and (path.parent / "radiology" / "images").is_dir()
+        pubmedclip_layout = {"id", "name", "caption"} <= set(columns) and (
+            path.parent / "radiology" / "images"
+        ).is_dir()
         image_root = path.parent / "radiology" / "images" if pubmedclip_layout else path.parent
     root = _image_dir(image_root)
-    return [Pair(root / str(row[image_col]), str(row[caption_col]).strip(), str(row.get("id", i)))
-            for i, row in enumerate(rows)]
+    return [
+        Pair(root / str(row[image_col]), str(row[caption_col]).strip(), str(row.get("id", i)))
+        for i, row in enumerate(rows)
+    ]
 
 
 def read_pairs(spec: str | Path, image_root: str | Path | None = None) -> list[Pair]:
@@ -158,8 +163,9 @@ def roco_retrieval_subset(pairs: list[Pair], size: int = 2000, min_words: int = 
     return eligible[:size]
 
 
-def tokenize_captions(tokenizer: Callable[[list[str]], torch.Tensor], captions: list[str],
-                      summary: DataSummary | None = None) -> torch.Tensor:
+def tokenize_captions(
+    tokenizer: Callable[[list[str]], torch.Tensor], captions: list[str], summary: DataSummary | None = None
+) -> torch.Tensor:
     """(N, context_length) token ids; captions longer than the context are cut by tokens and counted."""
     tokens = tokenizer(captions)  # [N, context_length]
     if summary is not None:
@@ -178,8 +184,13 @@ def load_image(path: Path, draft_size: int | None = None) -> Image.Image:
 class ImageDataset(Dataset):
     """Images (and optionally their caption tokens) by index; undecodable images yield None."""
 
-    def __init__(self, paths: Sequence[Path], transform: Callable, tokens: torch.Tensor | None = None,
-                 draft_size: int | None = None):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        transform: Callable,
+        tokens: torch.Tensor | None = None,
+        draft_size: int | None = None,
+    ):
         self.paths, self.transform, self.tokens, self.draft_size = list(paths), transform, tokens, draft_size
 
     def __len__(self) -> int:
@@ -221,8 +232,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
     global batch size, so a distributed run sees exactly the data of a one-process run.
     """
 
-    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int, shuffle: bool = True,
-                 drop_last: bool = True):
+    def __init__(
+        self, n: int, global_batch: int, rank: int, world: int, seed: int, shuffle: bool = True, drop_last: bool = True
+    ):
         if global_batch % world:
             raise UserError(f"batch size {global_batch} is not divisible by the {world} processes")
         self.n, self.batch, self.rank, self.world = n, global_batch, rank, world
@@ -240,9 +252,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
         else:
             order = torch.arange(self.n)
         for step in range(len(self)):
-            chunk = order[step * self.batch:(step + 1) * self.batch]
+            chunk = order[step * self.batch : (step + 1) * self.batch]
             per_rank = -(-len(chunk) // self.world)
-            yield chunk[self.rank * per_rank:(self.rank + 1) * per_rank].tolist()
+            yield chunk[self.rank * per_rank : (self.rank + 1) * per_rank].tolist()
 
 
 def read_labelled(spec: str | Path, image_root: str | Path | None = None) -> list[LabelledImage]:
@@ -260,9 +272,14 @@ def read_labelled(spec: str | Path, image_root: str | Path | None = None) -> lis
         raise UserError(f"{path}: no rows")
     image_col = _pick(list(rows[0]), IMAGE_COLUMNS, path, "image")
     root = _image_dir(Path(image_root) if image_root else path.parent)
-    return [LabelledImage(root / str(row[image_col]),
-                          {k: str(v) for k, v in row.items() if k not in (image_col, "split")}, str(row.get("split", "")))
-            for row in rows]
+    return [
+        LabelledImage(
+            root / str(row[image_col]),
+            {k: str(v) for k, v in row.items() if k not in (image_col, "split")},
+            str(row.get("split", "")),
+        )
+        for row in rows
+    ]
 
 
 def _read_slake(root: Path) -> list[LabelledImage]:
@@ -279,6 +296,9 @@ def _read_slake(root: Path) -> list[LabelledImage]:
         for question in json.loads(file.read_text(encoding="utf-8")):
             key = (split, question["img_name"])
             if question.get("q_lang", "en") == "en" and key not in records:
-                records[key] = LabelledImage(root / "imgs" / question["img_name"],
-                                             {"modality": question["modality"], "organ": question["location"]}, split)
+                records[key] = LabelledImage(
+                    root / "imgs" / question["img_name"],
+                    {"modality": question["modality"], "organ": question["location"]},
+                    split,
+                )
     return list(records.values())

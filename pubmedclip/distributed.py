@@ -1,4 +1,5 @@
 """torch.distributed set-up for torchrun (gloo on CPU, NCCL on GPU) and a gather that keeps gradients."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Running a CLIP model over batches: autocast by precision name and embedding whole loaders."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def embed_batches(model: torch.nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32",
-                  texts: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int]:
+def embed_batches(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32", texts: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int]:
     """encode_image (and encode_text when ``texts``) over a loader: (image emb, text emb, indices, skipped)."""
     model.eval()
     images, captions, indices, skipped = [], [], [], 0

@@ -4,6 +4,7 @@ The cache lives in ``cache_dir/<identity>/`` where the identity hashes the check
 weights of an in-memory model), the architecture and the preprocessing; images are keyed by the sha1 of
 their bytes, so a renamed file is still a hit and an edited one is not.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from pubmedclip.checkpoints import checkpoint_hash, load_clip
 from pubmedclip.data import IMAGE_SUFFIXES, ImageDataset, collate
-from pubmedclip.errors import UserError
 from pubmedclip.embed import autocast, embed_batches
+from pubmedclip.errors import UserError
 from pubmedclip.models import LoadedClip, image_transform
 
 
@@ -57,15 +58,26 @@ class ImageEncoder:
 
     trainable = False
 
-    def __init__(self, checkpoint: str | Path | None = None, arch: str | None = None, *,
-                 loaded: LoadedClip | None = None, device: str = "cpu", precision: str = "fp32",
-                 batch_size: int = 32, num_workers: int = 0, cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        arch: str | None = None,
+        *,
+        loaded: LoadedClip | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cache_dir: str | Path | None = None,
+    ):
         self.loaded = loaded or load_clip(checkpoint, arch)
         self.device, self.precision = torch.device(device), precision
         self.batch_size, self.num_workers = batch_size, num_workers
         self.model = self.loaded.model.to(self.device).eval()
         self.transform = image_transform(self.loaded.preprocess)
-        weights = checkpoint_hash(checkpoint) if checkpoint is not None and loaded is None else _weights_hash(self.model)
+        weights = (
+            checkpoint_hash(checkpoint) if checkpoint is not None and loaded is None else _weights_hash(self.model)
+        )
         key = json.dumps([weights, self.loaded.arch, self.loaded.model_cfg, self.loaded.preprocess], sort_keys=True)
         self.identity = hashlib.sha256(key.encode()).hexdigest()[:20]
         self.cache_dir = Path(cache_dir) / self.identity if cache_dir is not None else None
@@ -77,7 +89,9 @@ class ImageEncoder:
     @property
     def input_spec(self) -> InputSpec:
         pp = self.loaded.preprocess
-        return InputSpec(int(pp["size"]), 3, tuple(pp["mean"]), tuple(pp["std"]), pp["interpolation"], pp["resize_mode"])
+        return InputSpec(
+            int(pp["size"]), 3, tuple(pp["mean"]), tuple(pp["std"]), pp["interpolation"], pp["resize_mode"]
+        )
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> (3, S, S) model input."""
@@ -99,8 +113,12 @@ class ImageEncoder:
 
     def _save_cache(self, cache: dict[str, np.ndarray]) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        (self.cache_dir / "meta.json").write_text(json.dumps(
-            {"arch": self.loaded.arch, "model_cfg": self.loaded.model_cfg, "preprocess": self.loaded.preprocess}, indent=1))
+        (self.cache_dir / "meta.json").write_text(
+            json.dumps(
+                {"arch": self.loaded.arch, "model_cfg": self.loaded.model_cfg, "preprocess": self.loaded.preprocess},
+                indent=1,
+            )
+        )
         tmp = self.cache_dir / "features.tmp.npz"
         np.savez(tmp, keys=np.array(list(cache)), embeddings=np.stack(list(cache.values())).astype(np.float32))
         tmp.replace(self.cache_dir / "features.npz")

@@ -1,4 +1,5 @@
 """The one exception type the command line turns into a one-line ``error: ...`` message."""
+
 from __future__ import annotations
 
 

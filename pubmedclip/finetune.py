@@ -5,6 +5,7 @@ Reads top to bottom: run directory, model, data, optimizer and schedule, resume,
 ``metrics.csv``/``metrics.json`` (one row per epoch; epoch 0 is the model before training),
 ``checkpoints/last.pt`` and ``best.pt`` (best validation mean R@K), ``data_summary.json`` and ``results.json``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,17 @@ from tqdm import tqdm
 
 from pubmedclip.checkpoints import RUN_FORMAT, atomic_save, load_clip
 from pubmedclip.config import FinetuneConfig, config_dict
-from pubmedclip.data import (DataSummary, ImageDataset, Pair, ShardedBatchSampler, collate, drop_missing,
-                             read_pairs, roco_retrieval_subset, tokenize_captions)
+from pubmedclip.data import (
+    DataSummary,
+    ImageDataset,
+    Pair,
+    ShardedBatchSampler,
+    collate,
+    drop_missing,
+    read_pairs,
+    roco_retrieval_subset,
+    tokenize_captions,
+)
 from pubmedclip.distributed import DistInfo, barrier, init_distributed
 from pubmedclip.embed import autocast, embed_batches
 from pubmedclip.errors import UserError
@@ -60,8 +70,10 @@ def prepare_run_dir(run_dir: Path, cfg: FinetuneConfig, overwrite: bool, dist: D
         stored = yaml.safe_load(stored_path.read_text())
         if stored != config_dict(cfg):
             if not overwrite:
-                raise UserError(f"{run_dir} holds a run of a different config ({_first_difference(stored, config_dict(cfg))});"
-                                " use another output directory or --overwrite")
+                raise UserError(
+                    f"{run_dir} holds a run of a different config ({_first_difference(stored, config_dict(cfg))});"
+                    " use another output directory or --overwrite"
+                )
             barrier()
             if dist.is_main:
                 shutil.rmtree(run_dir)
@@ -97,9 +109,16 @@ def build_model(cfg: FinetuneConfig, device: torch.device) -> LoadedClip:
     return loaded
 
 
-def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
-                    cfg: FinetuneConfig, dist: DistInfo, desc: str) -> dict[str, float]:
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    cfg: FinetuneConfig,
+    dist: DistInfo,
+    desc: str,
+) -> dict[str, float]:
     """One pass over the training data; returns mean loss, pairs/s and the number of undecodable images."""
     model.train()
     accum, device = cfg.train.grad_accum, dist.device
@@ -130,16 +149,27 @@ def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch
             with torch.no_grad():
                 unwrap(model).logit_scale.clamp_(0, math.log(100))
     seconds = time.perf_counter() - start
-    return {"train_loss": total_loss / max(1, steps), "pairs_per_s": pairs * dist.world / max(seconds, 1e-9),
-            "skipped_images": float(skipped), "lr": optimizer.param_groups[0]["lr"]}
+    return {
+        "train_loss": total_loss / max(1, steps),
+        "pairs_per_s": pairs * dist.world / max(seconds, 1e-9),
+        "skipped_images": float(skipped),
+        "lr": optimizer.param_groups[0]["lr"],
+    }
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def evaluate_pairs(loaded: LoadedClip, pairs: list[Pair], tokens: torch.Tensor, batch_size: int,
-                   device: torch.device, precision: str = "fp32", num_workers: int = 0) -> dict[str, float]:
+def evaluate_pairs(
+    loaded: LoadedClip,
+    pairs: list[Pair],
+    tokens: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    num_workers: int = 0,
+) -> dict[str, float]:
     """Retrieval metrics of a model on row-aligned pairs (undecodable images dropped with their captions)."""
     dataset = ImageDataset([p.image for p in pairs], image_transform(loaded.preprocess), tokens)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
@@ -191,8 +221,9 @@ def setup(cfg: FinetuneConfig, dist: DistInfo) -> Session:
     if len(train_pairs) < cfg.train.batch_size:
         raise UserError(f"{len(train_pairs)} training pairs are fewer than one batch ({cfg.train.batch_size})")
     transform = image_transform(loaded.preprocess, True, tuple(cfg.data.crop_scale), cfg.data.hflip)
-    train_set = ImageDataset([p.image for p in train_pairs], transform, train_tokens,
-                             draft_size=int(loaded.preprocess["size"]))
+    train_set = ImageDataset(
+        [p.image for p in train_pairs], transform, train_tokens, draft_size=int(loaded.preprocess["size"])
+    )
     sampler = ShardedBatchSampler(len(train_set), cfg.train.batch_size, dist.rank, dist.world, cfg.train.seed)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate)
 
@@ -201,14 +232,17 @@ def setup(cfg: FinetuneConfig, dist: DistInfo) -> Session:
     optimizer = optimizer_cls(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     total_steps = cfg.train.epochs * math.ceil(len(loader) / cfg.train.grad_accum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, total_steps, cfg.train.warmup_steps, cfg.train.schedule))
+        optimizer, lambda step: lr_multiplier(step, total_steps, cfg.train.warmup_steps, cfg.train.schedule)
+    )
     scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.train.precision == "fp16")
-    return Session(loaded, model, loader, sampler, optimizer, scheduler, scaler, val_pairs, val_tokens,
-                   summary, val_summary)
+    return Session(
+        loaded, model, loader, sampler, optimizer, scheduler, scaler, val_pairs, val_tokens, summary, val_summary
+    )
 
 
-def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+def finetune(
+    cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Fine-tune (or continue fine-tuning) into ``run_dir``; returns the contents of ``results.json``."""
     run_dir = Path(run_dir)
     dist = init_distributed(cfg.train.device)
@@ -217,13 +251,22 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
         log(f"{run_dir} already holds a finished run of this config")
         return json.loads((run_dir / "results.json").read_text())
     s = setup(cfg, dist)
-    log(f"data: {s.summary.pairs} train / {s.val_summary.pairs} val pairs; missing images "
+    log(
+        f"data: {s.summary.pairs} train / {s.val_summary.pairs} val pairs; missing images "
         f"{s.summary.missing_images} / {s.val_summary.missing_images}; captions cut at {s.val_tokens.shape[1]} "
-        f"tokens: {s.summary.truncated_captions} / {s.val_summary.truncated_captions}")
+        f"tokens: {s.summary.truncated_captions} / {s.val_summary.truncated_captions}"
+    )
 
     def evaluate() -> dict[str, float]:
-        metrics = evaluate_pairs(s.loaded, s.val_pairs, s.val_tokens, cfg.train.eval_batch_size, dist.device,
-                                 cfg.train.precision, cfg.data.num_workers)
+        metrics = evaluate_pairs(
+            s.loaded,
+            s.val_pairs,
+            s.val_tokens,
+            cfg.train.eval_batch_size,
+            dist.device,
+            cfg.train.precision,
+            cfg.data.num_workers,
+        )
         return {f"val_{k}": v for k, v in metrics.items()}
 
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
@@ -241,19 +284,34 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
         log(f"epoch 0 (before training): val mean R@K {best['val_mean_recall']:.2f}")
 
     def checkpoint(epoch: int, with_optimizer: bool) -> dict[str, Any]:
-        state = {"format": RUN_FORMAT, "arch": s.loaded.arch, "model_cfg": s.loaded.model_cfg,
-                 "preprocess": s.loaded.preprocess, "state_dict": s.loaded.model.state_dict(), "epoch": epoch,
-                 "config": config_dict(cfg)}
+        state = {
+            "format": RUN_FORMAT,
+            "arch": s.loaded.arch,
+            "model_cfg": s.loaded.model_cfg,
+            "preprocess": s.loaded.preprocess,
+            "state_dict": s.loaded.model.state_dict(),
+            "epoch": epoch,
+            "config": config_dict(cfg),
+        }
         if with_optimizer:
-            state.update(optimizer=s.optimizer.state_dict(), scheduler=s.scheduler.state_dict(),
-                         scaler=s.scaler.state_dict(), history=history, best=best)
+            state.update(
+                optimizer=s.optimizer.state_dict(),
+                scheduler=s.scheduler.state_dict(),
+                scaler=s.scaler.state_dict(),
+                history=history,
+                best=best,
+            )
         return state
 
     for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
         torch.manual_seed(cfg.train.seed * 1000 + epoch * 10 + dist.rank)  # augmentation and worker seeds
         s.sampler.set_epoch(epoch)
-        row = {"epoch": epoch, **train_one_epoch(s.model, s.loader, s.optimizer, s.scheduler, s.scaler, cfg, dist,
-                                                 f"epoch {epoch}/{cfg.train.epochs}")}
+        row = {
+            "epoch": epoch,
+            **train_one_epoch(
+                s.model, s.loader, s.optimizer, s.scheduler, s.scaler, cfg, dist, f"epoch {epoch}/{cfg.train.epochs}"
+            ),
+        }
         if dist.is_main:
             row.update(evaluate())
             history.append(row)
@@ -262,15 +320,21 @@ def finetune(cfg: FinetuneConfig, run_dir: str | Path, overwrite: bool = False,
                 atomic_save(checkpoint(epoch, with_optimizer=False), best_path)
             atomic_save(checkpoint(epoch, with_optimizer=True), last_path)
             _write_metrics(run_dir, history)
-            log(f"epoch {epoch}: loss {row['train_loss']:.4f}, {row['pairs_per_s']:.1f} pairs/s, val R@1 "
-                f"i2t {row['val_i2t_R@1']:.1f} t2i {row['val_t2i_R@1']:.1f}, mean R@K {row['val_mean_recall']:.2f}")
+            log(
+                f"epoch {epoch}: loss {row['train_loss']:.4f}, {row['pairs_per_s']:.1f} pairs/s, val R@1 "
+                f"i2t {row['val_i2t_R@1']:.1f} t2i {row['val_t2i_R@1']:.1f}, mean R@K {row['val_mean_recall']:.2f}"
+            )
         barrier()
 
     s.summary.corrupt_images = int(max((r.get("skipped_images", 0) for r in history[1:]), default=0))
     s.val_summary.corrupt_images = int(history[-1].get("val_skipped_images", 0))
-    results = {"best_epoch": best["epoch"], "best": next(r for r in history if r["epoch"] == best["epoch"]),
-               "untrained": history[0], "final": history[-1],
-               "data": {"train": asdict(s.summary), "val": asdict(s.val_summary)}}
+    results = {
+        "best_epoch": best["epoch"],
+        "best": next(r for r in history if r["epoch"] == best["epoch"]),
+        "untrained": history[0],
+        "final": history[-1],
+        "data": {"train": asdict(s.summary), "val": asdict(s.val_summary)},
+    }
     if dist.is_main:
         (run_dir / "data_summary.json").write_text(json.dumps(results["data"], indent=1))
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))

@@ -1,4 +1,5 @@
 """The CLIP contrastive loss over the global batch."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ optionally ``quick_gelu``). Names are open_clip's (``list_architectures()``) plu
 configs in ``model_configs/``. The three PubMedCLIP backbones keep their published names and mean OpenAI's
 QuickGELU models: ``ViT-B/32``, ``RN50`` and ``RN50x4``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -87,12 +88,16 @@ def preprocess_config(cfg: dict[str, Any], overrides: dict[str, Any] | None = No
     return json.loads(json.dumps(pp))
 
 
-_INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
-                  "nearest": T.InterpolationMode.NEAREST}
+_INTERPOLATION = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
 
 
-def image_transform(pp: dict[str, Any], train: bool = False, crop_scale: tuple[float, float] = (0.9, 1.0),
-                    hflip: bool = False) -> Callable[[Image.Image], torch.Tensor]:
+def image_transform(
+    pp: dict[str, Any], train: bool = False, crop_scale: tuple[float, float] = (0.9, 1.0), hflip: bool = False
+) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> normalised (3, S, S) tensor. Training adds a random resized crop, and a flip only if asked."""
     size = pp["size"] if isinstance(pp["size"], int) else tuple(pp["size"])
     interpolation = _INTERPOLATION[pp["interpolation"]]

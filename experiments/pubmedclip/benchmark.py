@@ -13,6 +13,7 @@ For each architecture and precision it measures, each in its own process (so pea
 
 Random weights (no pretrained weights are needed for speed). Every timing includes the first step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,6 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-
-
 def measure(kind: str, arch: str, csv: Path, batch: int, steps: int, precision: str, workers: int) -> dict:
     """One measurement in this process: items per second and peak resident memory."""
     import torch
@@ -50,12 +49,31 @@ def measure(kind: str, arch: str, csv: Path, batch: int, steps: int, precision: 
 
     cpu = torch.device("cpu")
     if kind == "train/ours":
-        cfg = load_config(None, [f"model.arch={arch}", "model.load_pretrained=false", f"data.train={csv}",
-                                 f"data.val={csv}", f"data.num_workers={workers}", f"train.batch_size={batch}",
-                                 f"train.precision={precision}", "train.epochs=1", "train.device=cpu"])
+        cfg = load_config(
+            None,
+            [
+                f"model.arch={arch}",
+                "model.load_pretrained=false",
+                f"data.train={csv}",
+                f"data.val={csv}",
+                f"data.num_workers={workers}",
+                f"train.batch_size={batch}",
+                f"train.precision={precision}",
+                "train.epochs=1",
+                "train.device=cpu",
+            ],
+        )
         session = setup(cfg, DistInfo())
-        stats = train_one_epoch(session.model, session.loader, session.optimizer, session.scheduler, session.scaler,
-                                cfg, DistInfo(), "train")
+        stats = train_one_epoch(
+            session.model,
+            session.loader,
+            session.optimizer,
+            session.scheduler,
+            session.scaler,
+            cfg,
+            DistInfo(),
+            "train",
+        )
         return {"per_s": stats["pairs_per_s"], "peak_mb": _peak_mb()}
     loaded = random_clip(arch)
     size = int(loaded.preprocess["size"])
@@ -103,19 +121,70 @@ def measure_open_clip(arch: str, csv: Path, batch: int, steps: int, precision: s
 
     logging.getLogger().addHandler(Collect())
     with tempfile.TemporaryDirectory() as logs:
-        open_clip_main(["--train-data", str(csv), "--csv-img-key", "filepath", "--csv-caption-key", "title",
-                        "--csv-separator", ",", "--model", resolve_arch(arch), "--batch-size", str(batch),
-                        "--epochs", "1", "--workers", str(workers), "--device", "cpu", "--precision",
-                        OPEN_CLIP_PRECISION[precision], "--lr", "1e-5", "--wd", "5e-4", "--warmup", "0",
-                        "--logs", logs, "--name", "bench", "--save-frequency", "0", "--report-to", "",
-                        "--log-every-n-steps", "1"])
+        open_clip_main(
+            [
+                "--train-data",
+                str(csv),
+                "--csv-img-key",
+                "filepath",
+                "--csv-caption-key",
+                "title",
+                "--csv-separator",
+                ",",
+                "--model",
+                resolve_arch(arch),
+                "--batch-size",
+                str(batch),
+                "--epochs",
+                "1",
+                "--workers",
+                str(workers),
+                "--device",
+                "cpu",
+                "--precision",
+                OPEN_CLIP_PRECISION[precision],
+                "--lr",
+                "1e-5",
+                "--wd",
+                "5e-4",
+                "--warmup",
+                "0",
+                "--logs",
+                logs,
+                "--name",
+                "bench",
+                "--save-frequency",
+                "0",
+                "--report-to",
+                "",
+                "--log-every-n-steps",
+                "1",
+            ]
+        )
     return {"per_s": batch / (sum(times) / len(times)), "peak_mb": _peak_mb(), "steps": len(times)}
 
 
 def run_child(args: argparse.Namespace, kind: str, arch: str, precision: str, csv: Path) -> dict:
-    command = [sys.executable, str(Path(__file__)), "--child", kind, "--archs", arch, "--precisions", precision,
-               "--batch", str(args.batch), "--steps", str(args.steps), "--workers", str(args.workers),
-               "--threads", str(args.threads), "--csv", str(csv)]
+    command = [
+        sys.executable,
+        str(Path(__file__)),
+        "--child",
+        kind,
+        "--archs",
+        arch,
+        "--precisions",
+        precision,
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--csv",
+        str(csv),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -140,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        run = measure_open_clip if args.child == "train/open_clip" else \
-            lambda *a: measure(args.child, *a)
+        run = measure_open_clip if args.child == "train/open_clip" else lambda *a: measure(args.child, *a)
         print(json.dumps(run(args.archs, args.csv, args.batch, args.steps, args.precisions, args.workers)))
         return 0
 
@@ -152,27 +220,40 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         rows = write_csv(args.data_root, Path(tmp) / "slake_pairs.csv").read_text().splitlines()
         csv = Path(tmp) / "bench_pairs.csv"  # exactly `steps` batches, the same file for every measurement
-        csv.write_text("\n".join(rows[:args.batch * args.steps + 1]) + "\n")
+        csv.write_text("\n".join(rows[: args.batch * args.steps + 1]) + "\n")
         print(f"{args.batch} pairs per step, {args.steps} steps, {args.threads} threads, {args.workers} workers")
         print(f"{'arch':9} {'prec':5} {'measurement':16} {'items/s':>8} {'ratio':>6} {'peak MB':>8}")
         for arch in args.archs.split(","):
             for precision in args.precisions.split(","):
-                row = {kind: run_child(args, kind, arch, precision, csv) for kind in
-                       ("train/bare", "train/ours", "train/open_clip", "encode/bare", "encode/ours")}
+                row = {
+                    kind: run_child(args, kind, arch, precision, csv)
+                    for kind in ("train/bare", "train/ours", "train/open_clip", "encode/bare", "encode/ours")
+                }
                 for kind, figures in row.items():
                     if "error" in figures:
                         print(f"{arch:9} {precision:5} {kind:16} failed: {figures['error']}")
                         continue
                     reference = row["train/bare" if kind.startswith("train") else "encode/bare"].get("per_s")
                     ratio = figures["per_s"] / reference if reference else float("nan")
-                    print(f"{arch:9} {precision:5} {kind:16} {figures['per_s']:8.2f} {ratio:6.2f} {figures['peak_mb']:8.0f}")
+                    per_s, peak = figures["per_s"], figures["peak_mb"]
+                    print(f"{arch:9} {precision:5} {kind:16} {per_s:8.2f} {ratio:6.2f} {peak:8.0f}")
                 ours, theirs = row["train/ours"].get("per_s"), row["train/open_clip"].get("per_s")
                 if ours and theirs:
                     print(f"{arch:9} {precision:5} ours / open_clip trainer: {ours / theirs:.2f}")
                 results.append({"arch": arch, "precision": precision, **row})
     if args.out:
-        args.out.write_text(json.dumps({"batch": args.batch, "steps": args.steps, "threads": args.threads,
-                                        "workers": args.workers, "results": results}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "batch": args.batch,
+                    "steps": args.steps,
+                    "threads": args.threads,
+                    "workers": args.workers,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

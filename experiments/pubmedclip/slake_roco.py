@@ -6,6 +6,7 @@ Each SLAKE image (English records) becomes a pair whose caption names its modali
 "a computed tomography scan of the abdomen". ``--roco-lines N`` appends the first N real ROCO caption lines
 (their images are absent, so readers drop and count them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,18 @@ SPLITS = {"train": "train", "validation": "validate", "test": "test"}
 
 def slake_captions(data_root: Path, split: str) -> list[tuple[Path, str]]:
     """(image path, templated caption) for each SLAKE image with English questions in ``split``."""
+    data_root = data_root.resolve()
     first: dict[str, dict] = {}
     for q in json.loads((data_root / "slake" / "Slake1.0" / f"{split}.json").read_text(encoding="utf-8")):
         if q["q_lang"] == "en":
             first.setdefault(q["img_name"], q)
-    return [(data_root / "slake" / "Slake1.0" / "imgs" / name,
-             f"{MODALITY[q['modality']]} of the {q['location'].replace('_', ' ').lower()}") for name, q in first.items()]
+    return [
+        (
+            data_root / "slake" / "Slake1.0" / "imgs" / name,
+            f"{MODALITY[q['modality']]} of the {q['location'].replace('_', ' ').lower()}",
+        )
+        for name, q in first.items()
+    ]
 
 
 def write_roco_layout(data_root: Path, out: Path, sizes: dict[str, int], roco_lines: int = 0) -> None:
@@ -60,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/pubmedclip-data/slake_roco"))
     parser.add_argument("--roco-lines", type=int, default=0)
     args = parser.parse_args(argv)
-    write_roco_layout(args.data_root, args.out, {"train": 10_000, "validation": 10_000, "test": 10_000}, args.roco_lines)
+    write_roco_layout(
+        args.data_root, args.out, {"train": 10_000, "validation": 10_000, "test": 10_000}, args.roco_lines
+    )
     print(f"wrote {args.out}/{{train,validation,test}}/radiology")
     return 0
 

@@ -1,4 +1,5 @@
 """Helpers for the pubmedclip tests: an OpenAI CLIP oracle, embedding comparison, small image sets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,18 @@ def oracle_model(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
     clip_model = pytest.importorskip("clip.model")
     cfg = infer_openai_config(state_dict)
     vis, txt = cfg["vision_cfg"], cfg["text_cfg"]
-    model = clip_model.CLIP(cfg["embed_dim"], vis["image_size"], vis["layers"], vis["width"], vis["patch_size"],
-                            txt["context_length"], txt["vocab_size"], txt["width"], txt["heads"], txt["layers"])
+    model = clip_model.CLIP(
+        cfg["embed_dim"],
+        vis["image_size"],
+        vis["layers"],
+        vis["width"],
+        vis["patch_size"],
+        txt["context_length"],
+        txt["vocab_size"],
+        txt["width"],
+        txt["heads"],
+        txt["layers"],
+    )
     model.load_state_dict({k: v.float() for k, v in state_dict.items()})
     return model.eval()
 

@@ -1,4 +1,5 @@
 """Fixtures for the pubmedclip tests: tiny random models and inputs for them."""
+
 from __future__ import annotations
 
 import pytest

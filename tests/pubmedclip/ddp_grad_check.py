@@ -1,4 +1,5 @@
 """Run under torchrun: gradients of one contrastive step on this process's rows of a fixed batch (rank 0 saves them)."""
+
 from __future__ import annotations
 
 import sys
@@ -34,7 +35,7 @@ def main(out: str) -> None:
     torch.manual_seed(0)
     loaded = random_clip("tiny-vit")
     images, tokens = fixed_batch(loaded)
-    start = sum(ROWS[:dist.rank])
+    start = sum(ROWS[: dist.rank])
     rows = slice(start, start + ROWS[dist.rank])
     grads = gradients(DistributedDataParallel(loaded.model), images[rows], tokens[rows])
     if dist.is_main:

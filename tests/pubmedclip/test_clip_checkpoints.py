@@ -1,4 +1,5 @@
 """Every checkpoint format round-trips; parity with OpenAI's CLIP class; one-line errors on bad input."""
+
 from __future__ import annotations
 
 import json
@@ -6,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from clip_testutils import close, embeddings, oracle_model
 
 from pubmedclip.checkpoints import export_pubmedclip, load_clip
 from pubmedclip.errors import UserError
 from pubmedclip.models import LoadedClip, random_clip
-
-from clip_testutils import close, embeddings, oracle_model
 
 
 def test_parity_with_openai_clip_class(tiny: LoadedClip, batch, tmp_path: Path) -> None:
@@ -41,13 +41,19 @@ def test_pubmedclip_pth_with_module_prefix(tiny: LoadedClip, batch, tmp_path: Pa
     oracle = oracle_model({k: v.to(dtype) for k, v in tiny.model.state_dict().items()})
     wrapped = torch.nn.DataParallel(oracle)
     optimizer = torch.optim.Adam(oracle.parameters())
-    checkpoint = {"best_epoch": 3, "state_dict": {k: v.to(dtype) for k, v in wrapped.state_dict().items()},
-                  "optimizer_state_dict": optimizer.state_dict(), "best_loss": 1.5}
+    checkpoint = {
+        "best_epoch": 3,
+        "state_dict": {k: v.to(dtype) for k, v in wrapped.state_dict().items()},
+        "optimizer_state_dict": optimizer.state_dict(),
+        "best_loss": 1.5,
+    }
     torch.save(checkpoint, tmp_path / "pubmedclip_vit32.pth")
     ours = load_clip(tmp_path / "pubmedclip_vit32.pth")
     for name, param in ours.model.state_dict().items():  # stored values, not rounded again
         stored = checkpoint["state_dict"]["module." + name]
-        assert torch.equal(param, stored.to(param.dtype)) and (param.dtype == torch.float32 or not param.is_floating_point())
+        assert torch.equal(param, stored.to(param.dtype)) and (
+            param.dtype == torch.float32 or not param.is_floating_point()
+        )
     for a, b in zip(embeddings(ours.model, *batch), embeddings(oracle, *batch)):
         assert close(a, b)
 
@@ -62,9 +68,32 @@ def test_fp32_weights_are_not_rounded_to_fp16(tmp_path: Path) -> None:
 
 def test_open_clip_training_checkpoint(tmp_path: Path) -> None:
     train_main = pytest.importorskip("open_clip_train.main").main
-    train_main(["--dataset-type", "synthetic", "--train-num-samples", "4", "--batch-size", "2", "--epochs", "1",
-                "--model", "tiny-vit", "--logs", str(tmp_path), "--name", "run", "--device", "cpu",
-                "--workers", "0", "--save-frequency", "1", "--report-to", ""])
+    train_main(
+        [
+            "--dataset-type",
+            "synthetic",
+            "--train-num-samples",
+            "4",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "1",
+            "--model",
+            "tiny-vit",
+            "--logs",
+            str(tmp_path),
+            "--name",
+            "run",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--save-frequency",
+            "1",
+            "--report-to",
+            "",
+        ]
+    )
     path = tmp_path / "run" / "checkpoints" / "epoch_1.pt"
     ours = load_clip(path)
     assert ours.arch == "tiny-vit" and ours.source_format == "open_clip-train"
@@ -87,11 +116,18 @@ def test_open_clip_model_directory(tiny: LoadedClip, batch, tmp_path: Path) -> N
 
 def test_hugging_face_clip_directory(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
-    common = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "hidden_act": "quick_gelu"}
+    common = {
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "hidden_act": "quick_gelu",
+    }
     config = transformers.CLIPConfig(
         text_config={**common, "vocab_size": 49408, "max_position_embeddings": 77, "eos_token_id": 49407},
-        vision_config={**common, "image_size": 32, "patch_size": 8}, projection_dim=48)
+        vision_config={**common, "image_size": 32, "patch_size": 8},
+        projection_dim=48,
+    )
     torch.manual_seed(0)
     hf = transformers.CLIPModel(config).eval()
     hf.save_pretrained(tmp_path)
@@ -99,8 +135,10 @@ def test_hugging_face_clip_directory(tmp_path: Path) -> None:
     images = torch.randn(2, 3, 32, 32)  # [B, 3, S, S]
     tokens = ours.tokenizer(["a ct scan of the chest", "brain"])  # [B, 77]
     with torch.no_grad():
-        expected = (hf.get_image_features(pixel_values=images).pooler_output,
-                    hf.get_text_features(input_ids=tokens).pooler_output)
+        expected = (
+            hf.get_image_features(pixel_values=images).pooler_output,
+            hf.get_text_features(input_ids=tokens).pooler_output,
+        )
     for a, b in zip(embeddings(ours.model, images, tokens), expected):
         assert a.shape == (2, 48) and close(a, b)
     with pytest.raises(UserError, match="cannot be written as OpenAI CLIP weights"):

@@ -1,4 +1,5 @@
 """Caption-file readers, bad-input errors, skipping of unreadable images, token truncation, metrics."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from clip_testutils import write_images
 from torch.utils.data import DataLoader
 
-from pubmedclip.data import (DataSummary, ImageDataset, ShardedBatchSampler, collate, drop_missing, read_labelled,
-                             read_pairs, roco_retrieval_subset, tokenize_captions)
+from pubmedclip.data import (
+    DataSummary,
+    ImageDataset,
+    ShardedBatchSampler,
+    collate,
+    drop_missing,
+    read_labelled,
+    read_pairs,
+    roco_retrieval_subset,
+    tokenize_captions,
+)
 from pubmedclip.errors import UserError
 from pubmedclip.metrics import retrieval_metrics
-from pubmedclip.models import image_transform, make_tokenizer, arch_config
-
-from clip_testutils import write_images
+from pubmedclip.models import arch_config, image_transform, make_tokenizer
 
 
 def test_real_roco_captions_and_the_2000_pair_preset(data_root: Path, tmp_path: Path) -> None:
@@ -44,7 +53,8 @@ def test_real_roco_captions_and_the_2000_pair_preset(data_root: Path, tmp_path: 
 def test_pubmedclip_csv_generic_csv_and_jsonl(tmp_path: Path) -> None:
     images = write_images(tmp_path / "radiology" / "images", 3)
     (tmp_path / "radiologytraindata.csv").write_text(
-        "id,name,caption\n" + "".join(f"ROCO_{i},{p.name},\"caption, number {i}\"\n" for i, p in enumerate(images)))
+        "id,name,caption\n" + "".join(f'ROCO_{i},{p.name},"caption, number {i}"\n' for i, p in enumerate(images))
+    )
     pairs = read_pairs(tmp_path / "radiologytraindata.csv")
     assert [p.image for p in pairs] == images and pairs[1].caption == "caption, number 1"
     (tmp_path / "pairs.tsv").write_text("filepath\ttitle\n" + f"radiology/images/{images[0].name}\ta scan\n")
@@ -79,8 +89,11 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
     paths = write_images(tmp_path, 5)
     paths[1].write_bytes(b"not a jpeg")
     paths[3].write_bytes(paths[3].read_bytes()[:100])  # truncated file
-    dataset = ImageDataset(paths, image_transform({"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3,
-                                                   "interpolation": "bicubic"}), torch.zeros(5, 77, dtype=torch.long))
+    dataset = ImageDataset(
+        paths,
+        image_transform({"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}),
+        torch.zeros(5, 77, dtype=torch.long),
+    )
     batches = list(DataLoader(dataset, batch_size=5, collate_fn=collate))
     assert batches[0].skipped == 2 and batches[0].index.tolist() == [0, 2, 4]
     assert batches[0].images.shape == (3, 3, 32, 32) and batches[0].tokens.shape == (3, 77)

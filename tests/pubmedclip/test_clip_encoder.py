@@ -1,4 +1,5 @@
 """The frozen image encoder: the .npz that `pubmedclip encode` writes, the Python API and its feature cache."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clip_testutils import write_images
 from PIL import Image
 
 from pubmedclip import ImageEncoder
 from pubmedclip.cli import main
 from pubmedclip.models import random_clip
-
-from clip_testutils import write_images
 
 
 @pytest.fixture
@@ -39,8 +39,21 @@ def test_encode_writes_embeddings_and_relative_names(tmp_path: Path, checkpoint:
     assert np.allclose(stored["embeddings"], expected.numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(np.linalg.norm(stored["embeddings"], axis=1), 1.0)
 
-    assert main(["encode", "--checkpoint", str(checkpoint), "--images", str(tmp_path / "imgs"), "--out", str(out),
-                 "--normalize"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--checkpoint",
+                str(checkpoint),
+                "--images",
+                str(tmp_path / "imgs"),
+                "--out",
+                str(out),
+                "--normalize",
+            ]
+        )
+        == 0
+    )
     assert np.allclose(np.linalg.norm(np.load(out)["embeddings"], axis=1), 1.0, atol=1e-5)
     assert len(images) == 5
 
@@ -72,19 +85,52 @@ def test_feature_cache_is_reused_across_encoders(tmp_path: Path, checkpoint: Pat
 
 
 def test_encode_bad_inputs(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["encode", "--checkpoint", str(checkpoint), "--images", str(tmp_path / "absent"),
-                 "--out", str(tmp_path / "x.npz")]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--checkpoint",
+                str(checkpoint),
+                "--images",
+                str(tmp_path / "absent"),
+                "--out",
+                str(tmp_path / "x.npz"),
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip() == f"error: image directory not found: {tmp_path / 'absent'}"
     write_images(tmp_path / "imgs", 1)
-    assert main(["encode", "--arch", "ViT-Q/7", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert (
+        main(["encode", "--arch", "ViT-Q/7", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "x.npz")]) == 2
+    )
     assert "unknown architecture 'ViT-Q/7'" in capsys.readouterr().err
 
 
 def test_linear_probe_on_slake(data_root: Path, tmp_path: Path, checkpoint: Path) -> None:
     out = tmp_path / "probe.json"
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--task", "linear-probe", "--label", "modality",
-                 "--data", str(data_root / "slake" / "Slake1.0"), "--k-shot", "all,2", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--task",
+                "linear-probe",
+                "--label",
+                "modality",
+                "--data",
+                str(data_root / "slake" / "Slake1.0"),
+                "--k-shot",
+                "all,2",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["n_train"] == 450 and result["n_test"] == 96
     assert set(result["results"]) == {"all", "2-shot"} and result["results"]["2-shot"]["draws"] == 3

@@ -1,4 +1,5 @@
 """Fine-tuning: distributed gradients, resume, run-directory rules, config errors, and a real-image run."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from clip_testutils import write_images
 
 from pubmedclip import finetune as finetune_module
 from pubmedclip.checkpoints import load_clip
 from pubmedclip.cli import main
 from pubmedclip.config import load_config
 from pubmedclip.errors import UserError
-
-from clip_testutils import write_images
 
 HERE = Path(__file__).parent
 
@@ -32,8 +32,19 @@ def test_two_process_gradients_equal_one_process(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parents[1])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), str(HERE / "ddp_grad_check.py"), str(tmp_path / "grads.pt")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(HERE / "ddp_grad_check.py"),
+        str(tmp_path / "grads.pt"),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     distributed = torch.load(tmp_path / "grads.pt", weights_only=True)
@@ -50,11 +61,22 @@ def _synthetic_config(tmp_path: Path, epochs: int = 2) -> Path:
     images = write_images(tmp_path / "data" / "images", 12)
     rows = ["filepath,title"] + [f"images/{p.name},synthetic image number {i}" for i, p in enumerate(images)]
     (tmp_path / "data" / "pairs.csv").write_text("\n".join(rows) + "\n")
-    config = {"model": {"arch": "tiny-vit", "load_pretrained": False},
-              "data": {"train": str(tmp_path / "data" / "pairs.csv"), "val": str(tmp_path / "data" / "pairs.csv"),
-                       "num_workers": 0},
-              "train": {"lr": 1e-3, "epochs": epochs, "batch_size": 4, "grad_accum": 2, "warmup_steps": 1,
-                        "eval_batch_size": 12}}
+    config = {
+        "model": {"arch": "tiny-vit", "load_pretrained": False},
+        "data": {
+            "train": str(tmp_path / "data" / "pairs.csv"),
+            "val": str(tmp_path / "data" / "pairs.csv"),
+            "num_workers": 0,
+        },
+        "train": {
+            "lr": 1e-3,
+            "epochs": epochs,
+            "batch_size": 4,
+            "grad_accum": 2,
+            "warmup_steps": 1,
+            "eval_batch_size": 12,
+        },
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -83,8 +105,9 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.Mon
     for name, value in full["state_dict"].items():
         assert torch.equal(value, cut["state_dict"][name]), name
     drop = ("pairs_per_s",)
-    assert [{k: v for k, v in row.items() if k not in drop} for row in full["history"]] == \
-           [{k: v for k, v in row.items() if k not in drop} for row in cut["history"]]
+    assert [{k: v for k, v in row.items() if k not in drop} for row in full["history"]] == [
+        {k: v for k, v in row.items() if k not in drop} for row in cut["history"]
+    ]
     assert len((tmp_path / "cut" / "metrics.csv").read_text().splitlines()) == 1 + 3  # header, epochs 0-2
 
 
@@ -99,12 +122,15 @@ def test_run_directory_refuses_a_different_config(tmp_path: Path, capsys: pytest
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["lr"] == 5e-6
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.lrr=1", "unknown key 'train.lrr'"),
-    ("train.epochs=two", "train.epochs: expected int"),
-    ("train.precision=fp8", "train.precision: 'fp8' is not one of"),
-    ("data.crop_scale=0.5", "data.crop_scale: expected a list"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "unknown key 'train.lrr'"),
+        ("train.epochs=two", "train.epochs: expected int"),
+        ("train.precision=fp8", "train.precision: 'fp8' is not one of"),
+        ("data.crop_scale=0.5", "data.crop_scale: expected a list"),
+    ],
+)
 def test_config_errors_name_the_key(tmp_path: Path, override: str, message: str) -> None:
     config = _synthetic_config(tmp_path)
     with pytest.raises(UserError, match=message):
@@ -123,11 +149,23 @@ def test_end_to_end_on_slake_images(data_root: Path, tmp_path: Path) -> None:
 
     n_real = 15  # real ROCO caption lines whose images are absent: read, dropped and counted
     write_roco_layout(data_root, tmp_path / "roco", {"train": 120, "validation": 48}, roco_lines=n_real)
-    config = {"model": {"arch": "tiny-vit", "load_pretrained": False},
-              "data": {"train": str(tmp_path / "roco" / "train"), "val": str(tmp_path / "roco" / "validation"),
-                       "num_workers": 0},
-              "train": {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.0, "warmup_steps": 2, "epochs": 4,
-                        "batch_size": 24, "eval_batch_size": 48}}
+    config = {
+        "model": {"arch": "tiny-vit", "load_pretrained": False},
+        "data": {
+            "train": str(tmp_path / "roco" / "train"),
+            "val": str(tmp_path / "roco" / "validation"),
+            "num_workers": 0,
+        },
+        "train": {
+            "optimizer": "adamw",
+            "lr": 5e-4,
+            "weight_decay": 0.0,
+            "warmup_steps": 2,
+            "epochs": 4,
+            "batch_size": 24,
+            "eval_batch_size": 48,
+        },
+    }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     assert main(["finetune", "--config", str(tmp_path / "tiny.yaml"), "--out", str(run)]) == 0
@@ -140,13 +178,52 @@ def test_end_to_end_on_slake_images(data_root: Path, tmp_path: Path) -> None:
     best_path = run / "checkpoints" / "best.pt"
     assert load_clip(best_path).arch == "tiny-vit"
     assert main(["export", "--checkpoint", str(best_path), "--out", str(tmp_path / "pubmedclip_tiny.pth")]) == 0
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "pubmedclip_tiny.pth"), "--data",
-                 str(tmp_path / "roco" / "validation"), "--out", str(tmp_path / "retrieval.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "pubmedclip_tiny.pth"),
+                "--data",
+                str(tmp_path / "roco" / "validation"),
+                "--out",
+                str(tmp_path / "retrieval.json"),
+            ]
+        )
+        == 0
+    )
     retrieval = json.loads((tmp_path / "retrieval.json").read_text())
     assert retrieval["i2t_R@1"] == pytest.approx(best["val_i2t_R@1"], abs=1e-6)
-    assert main(["evaluate", "--checkpoint", str(best_path), "--task", "zeroshot", "--data",
-                 str(data_root / "slake" / "Slake1.0"), "--label", "modality", "--template", "{}",
-                 "--out", str(tmp_path / "zeroshot.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(best_path),
+                "--task",
+                "zeroshot",
+                "--data",
+                str(data_root / "slake" / "Slake1.0"),
+                "--label",
+                "modality",
+                "--template",
+                "{}",
+                "--out",
+                str(tmp_path / "zeroshot.json"),
+            ]
+        )
+        == 0
+    )
     zeroshot = json.loads((tmp_path / "zeroshot.json").read_text())
     assert zeroshot["classes"] == ["CT", "MRI", "X-Ray"] and 0 <= zeroshot["balanced_accuracy"] <= 100
     assert np.isfinite(zeroshot["accuracy"])
+
+
+@pytest.mark.parametrize(
+    "name, arch, batch", [("roco_vit_b32", "ViT-B/32", 64), ("roco_rn50", "RN50", 64), ("roco_rn50x4", "RN50x4", 32)]
+)
+def test_published_configs(name: str, arch: str, batch: int) -> None:
+    cfg = load_config(HERE.parents[1] / "configs" / "pubmedclip" / f"{name}.yaml")
+    assert (cfg.model.arch, cfg.train.batch_size, cfg.train.epochs) == (arch, batch, 50)
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay) == ("adam", 1e-5, 5e-4)
+    assert not cfg.data.hflip and load_config(HERE.parents[1] / "configs" / "pubmedclip" / "tiny.yaml")
