@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -81,10 +82,11 @@ def finetune_main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     out = args.out or Path("runs") / "pubmedclip" / Path(args.config).stem
     results = finetune(cfg, out, overwrite=args.overwrite)
-    print(
-        f"best epoch {results['best_epoch']}: val mean R@K {results['best']['val_mean_recall']:.2f} "
-        f"(before training {results['untrained']['val_mean_recall']:.2f}); run directory {out}"
-    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"best epoch {results['best_epoch']}: val mean R@K {results['best']['val_mean_recall']:.2f} "
+            f"(before training {results['untrained']['val_mean_recall']:.2f}); run directory {out}"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -53,6 +54,15 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor:
     padded = torch.cat([x, x.new_zeros(max(sizes) - x.shape[0], *x.shape[1:])])  # [max_rows, D]
     parts = dist_fn.all_gather(padded)
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])  # [sum(sizes), D]
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process."""
+    if not dist.is_initialized():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def barrier() -> None:

@@ -37,7 +37,7 @@ from pubmedclip.data import (
     roco_retrieval_subset,
     tokenize_captions,
 )
-from pubmedclip.distributed import DistInfo, barrier, init_distributed
+from pubmedclip.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from pubmedclip.embed import autocast, embed_batches
 from pubmedclip.errors import UserError
 from pubmedclip.loss import clip_loss
@@ -338,5 +338,4 @@ def finetune(
     if dist.is_main:
         (run_dir / "data_summary.json").write_text(json.dumps(results["data"], indent=1))
         (run_dir / "results.json").write_text(json.dumps(results, indent=1))
-    barrier()
-    return results
+    return broadcast_object(results)
