@@ -41,6 +41,10 @@ class SplitTensors:
     def __len__(self) -> int:
         return len(self.records)
 
+    def to(self, device: torch.device) -> "SplitTensors":
+        return SplitTensors(self.records, self.tokens.to(device), self.labels.to(device), self.is_open.to(device),
+                            self.image_rows.to(device))
+
     def subset(self, keep: list[bool]) -> "SplitTensors":
         idx = torch.tensor([i for i, k in enumerate(keep) if k], dtype=torch.long)
         return SplitTensors([self.records[i] for i in idx.tolist()], self.tokens[idx], self.labels[idx],
@@ -78,8 +82,8 @@ def split_tensors(ds: PreparedDataset, splits: list[str], dictionary: Dictionary
 
 def one_hot(labels: Tensor, n: int) -> Tensor:
     """``[B]`` positions (-1: unanswerable) -> ``[B, n]`` float targets, all-zero rows for -1."""
-    targets = torch.zeros(labels.size(0), n + 1)
-    targets[torch.arange(labels.size(0)), labels.clamp(min=-1)] = 1.0
+    targets = torch.zeros(labels.size(0), n + 1, device=labels.device)
+    targets[torch.arange(labels.size(0), device=labels.device), labels.clamp(min=-1)] = 1.0
     return targets[:, :n]
 
 
@@ -107,6 +111,12 @@ class VisualInputs:
                     encoder, ids, lambda chunk: pixels[[rows[i] for i in chunk]])
         if frozen:
             self.images = {}
+
+    def to(self, device: torch.device) -> "VisualInputs":
+        """Move the preloaded images and features to ``device`` (in place)."""
+        self.images = {key: x.to(device) for key, x in self.images.items()}
+        self.features = {name: f.to(device) for name, f in self.features.items()}
+        return self
 
     def batch(self, image_rows: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         images = {key: x[image_rows] for key, x in self.images.items()}

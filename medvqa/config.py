@@ -57,6 +57,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     bf16: bool = False  # bfloat16 autocast for the forward pass
     channels_last: bool = True
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N", or "auto" (cuda when available)
     eval_batch_size: int = 256
     feature_cache: str = ""  # frozen-encoder features; "" = <data.root>/feature_cache
     progress: bool = True

@@ -25,6 +25,20 @@ class Experiment:
     model: VQAHead
     visual: VisualInputs
     splits: dict[str, SplitTensors]  # "train", "val" (may be empty), "test"
+    device: torch.device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device``: "auto" picks CUDA when available; an unavailable CUDA device is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device {name!r} is not a device: use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device {name!r}: CUDA is not available on this machine (use cpu or auto)")
+    return device
 
 
 def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAHead:
@@ -88,14 +102,17 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     visual = VisualInputs(ds, encoders, frozen, cache, calibration, config.train.channels_last)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits)
+    device = resolve_device(config.train.device)
+    model, visual = model.to(device), visual.to(device)
+    splits = {name: split.to(device) for name, split in splits.items()}
+    return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits, device)
 
 
 def forward(exp: Experiment, split: SplitTensors, idx: Tensor, is_open: Tensor | None = None) -> VQAOutput:
     """The head on the records ``idx`` of ``split``; ``is_open`` overrides the gold routing."""
     images, features = exp.visual.batch(split.image_rows[idx])
-    routing = split.is_open[idx] if is_open is None else is_open
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=exp.config.train.bf16):
+    routing = split.is_open[idx] if is_open is None else is_open.to(exp.device)
+    with torch.autocast(exp.device.type, dtype=torch.bfloat16, enabled=exp.config.train.bf16):
         return exp.model(split.tokens[idx], images=images, features=features, is_open=routing)
 
 
@@ -114,7 +131,7 @@ def predict(exp: Experiment, split: SplitTensors, is_open: Tensor | None = None)
 def build_type_classifier(exp: Experiment) -> QuestionTypeClassifier:
     model = create_model("type_classifier", ntoken=exp.ds.dictionary.ntoken, hidden_dim=exp.config.model.hidden_dim)
     model.init_word_embeddings(exp.ds.word_embeddings(tfidf=exp.config.data.tfidf)[0])
-    return model
+    return model.to(exp.device)
 
 
 @torch.no_grad()
