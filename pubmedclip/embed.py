@@ -6,11 +6,13 @@ import contextlib
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from pubmedclip.errors import UserError
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for ``bf16`` / ``fp16``; a no-op for ``fp32``."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
@@ -22,7 +24,7 @@ def embed_batches(
     """encode_image (and encode_text when ``texts``) over a loader: (image emb, text emb, indices, skipped)."""
     model.eval()
     images, captions, indices, skipped = [], [], [], 0
-    for batch in loader:
+    for batch in tqdm(loader, desc="encode", leave=False, disable=None):  # shown on terminals only
         skipped += batch.skipped
         if batch.index.numel() == 0:
             continue

@@ -56,6 +56,7 @@ def lr_multiplier(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    """``key.path: old vs new`` for the first differing entry of two nested dicts."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
@@ -90,6 +91,7 @@ def prepare_run_dir(run_dir: Path, cfg: FinetuneConfig, overwrite: bool, dist: D
 
 
 def load_pairs(spec: str, image_root: str | None, summary: DataSummary, preset: str | None = None) -> list[Pair]:
+    """Read pairs, apply a protocol preset, drop (and count) missing images; none left is an error."""
     pairs = read_pairs(spec, image_root)
     if preset == "roco2000":
         pairs = roco_retrieval_subset(pairs)
@@ -100,6 +102,7 @@ def load_pairs(spec: str, image_root: str | None, summary: DataSummary, preset: 
 
 
 def build_model(cfg: FinetuneConfig, device: torch.device) -> LoadedClip:
+    """The starting model (pretrained or random) with the requested towers frozen, on ``device``."""
     loaded = load_clip(cfg.model.pretrained if cfg.model.load_pretrained else None, cfg.model.arch)
     if cfg.model.freeze_vision:
         loaded.model.lock_image_tower(freeze_bn_stats=True)
@@ -158,6 +161,7 @@ def train_one_epoch(
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP wrapper."""
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
