@@ -2,6 +2,7 @@
 
     python experiments/reproduce.py list
     python experiments/reproduce.py run ROW [--seeds 1204,1,2] [--runs runs/repro] [--data vqa_rad=DIR] [key=value ...]
+        (key=value: config overrides for every seed, e.g. train.device=cuda train.epochs=5)
     python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results]
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
@@ -182,18 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seeds", default="1204", help="comma-separated seeds")
     run.add_argument("--runs", type=Path, default=Path("runs/repro"))
     run.add_argument("--data", action="append", default=[], help="DATASET=DIR prepared data (vqa_rad=..., slake=...)")
-    run.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=5")
     rep = sub.add_parser("report")
     rep.add_argument("--runs", type=Path, default=Path("runs/repro"))
     rep.add_argument("--out", type=Path, default=Path("experiments/results"))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    overrides = [item for item in extra if "=" in item and not item.startswith("-")]
+    if args.command != "run" and extra or len(overrides) != len(extra):
+        parser.error(f"unrecognized arguments: {' '.join(i for i in extra if i not in overrides) or ' '.join(extra)}")
     try:
         if args.command == "list":
             for name, row in ROWS.items():
                 print(f"{name:<32} {row.config:<38} {', '.join(row.protocols)}")
         elif args.command == "run":
             data = dict(item.split("=", 1) for item in args.data)
-            run_row(args.row, [int(s) for s in args.seeds.split(",")], args.runs, data, args.overrides)
+            run_row(args.row, [int(s) for s in args.seeds.split(",")], args.runs, data, overrides)
         else:
             print(report(args.runs, args.out).to_string(index=False))
     except UserError as error:
