@@ -45,6 +45,9 @@ class Row:
 ROWS: dict[str, Row] = {
     "vqa_rad-mevf_ban": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS,
                             {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)}),
+    "vqa_rad-mevf_ban-all-train": Row("configs/vqa_rad/mevf_ban.yaml", ("pubmedclip-legacy", "mevf-legacy"),
+                                      {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
+                                      ("data.train_splits=[train,val]",)),
     "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
     "vqa_rad-qcr": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"),
                        {"pubmedclip-legacy": (60.0, 79.3, 71.6)}),
