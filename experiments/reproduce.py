@@ -129,7 +129,8 @@ def plot_curves(runs: Path, out: Path) -> None:
     for axis, row in zip(axes[:, 0], rows):
         for run_dir in (p for p in run_dirs if p.parent.name == row):
             metrics = pd.read_csv(run_dir / "metrics.csv")
-            axis.plot(metrics["epoch"], metrics["val_overall"], label=f"{run_dir.name} val")
+            if "val_overall" in metrics:  # absent when the run trains on its validation split too
+                axis.plot(metrics["epoch"], metrics["val_overall"], label=f"{run_dir.name} val")
             axis.plot(metrics["epoch"], metrics["test_overall"], "--", label=f"{run_dir.name} test")
         axis.set_title(row, fontsize=9)
         axis.set_ylabel("overall %")
