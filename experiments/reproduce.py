@@ -89,14 +89,16 @@ def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overr
 
 def collect(runs: Path) -> pd.DataFrame:
     """One line per (row, seed, protocol) result file found under ``runs``."""
-    lines = []
+    lines, schedules = [], {}
     for path in sorted(runs.glob("*/s*/results_*.json")):
         result = json.loads(path.read_text())
         row = path.parent.parent.name
+        if path.parent not in schedules:  # one run has several protocol files
+            schedules[path.parent] = schedule(path.parent)
         lines.append({"row": row, "seed": int(path.parent.name[1:]), "protocol": result["protocol"],
                       "open": result["open"], "closed": result["closed"], "overall": result["overall"],
                       "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
-                      "schedule": schedule(path.parent), "config": ROWS[row].config if row in ROWS else ""})
+                      "schedule": schedules[path.parent], "config": ROWS[row].config if row in ROWS else ""})
     return pd.DataFrame(lines)
 
 
