@@ -16,6 +16,9 @@ import yaml
 from medvqa.errors import UserError
 
 PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
+# Settings that say where and how fast a run goes, not what it learns: changing them between the
+# sessions of one run (resuming on another machine, another device) is not a different run.
+RUNTIME_KEYS = {"train": ("threads", "device", "eval_batch_size", "feature_cache", "progress")}
 
 
 @dataclass
@@ -79,6 +82,16 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The config without its ``RUNTIME_KEYS``: two configs with equal identities train the same run."""
+        return strip_runtime(self.to_dict())
+
+
+def strip_runtime(data: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping without its ``RUNTIME_KEYS``."""
+    return {section: {k: v for k, v in values.items() if k not in RUNTIME_KEYS.get(section, ())}
+            if isinstance(values, dict) else values for section, values in data.items()}
 
 
 def _check(value: Any, kind: Any, key: str, where: str) -> Any:

@@ -15,6 +15,7 @@ standard deviation over them (e.g. seeds).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -50,12 +51,19 @@ def _write_json(data: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def evaluate_run(run_dir: str | Path, protocol: str = "sound") -> dict:
-    """Evaluate ``run_dir`` under ``protocol``; write and return the results."""
+def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "auto",
+                 data_root: str | Path | None = None) -> dict:
+    """Evaluate ``run_dir`` under ``protocol`` on ``device``; write and return the results.
+
+    ``data_root``: the prepared dataset, where it is not at the run's ``data.root`` (another machine).
+    """
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     run_dir, spec = Path(run_dir), PROTOCOLS[protocol]
     config = read_run_config(run_dir)
+    config.train = dataclasses.replace(config.train, device=device)
+    if data_root is not None:
+        config.data = dataclasses.replace(config.data, root=str(data_root))
     path = run_dir / "checkpoints" / f"{spec.checkpoint}.pt"
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (is the run trained?)")
@@ -102,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, action="append", required=True,
                         help="run directory (repeat for mean and std over runs)")
     parser.add_argument("--protocol", default="sound", choices=list(PROTOCOLS))
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    parser.add_argument("--data-root", type=Path, help="prepared dataset, if not at the run's data.root")
     args = parser.parse_args(argv)
-    results = [evaluate_run(run, args.protocol) for run in args.run]
+    results = [evaluate_run(run, args.protocol, args.device, args.data_root) for run in args.run]
     if len(results) > 1:
         for key in ("open", "closed", "overall"):
             values = np.array([r[key] for r in results if r[key] is not None], dtype=float)

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from medvqa.batches import one_hot
-from medvqa.config import Config, load_config, save_config
+from medvqa.config import Config, load_config, save_config, strip_runtime
 from medvqa.errors import UserError
 from medvqa.experiment import Experiment, build_experiment, build_type_classifier, forward, predict, predict_open
 from medvqa.metrics import accuracy, prediction_frame
@@ -59,10 +59,13 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
-    """Create ``out``; refuse a different config already there unless ``overwrite``."""
+    """Create ``out``; refuse a different config already there unless ``overwrite``.
+
+    Runtime settings (device, threads, progress bars, ...) may differ: the saved config takes the new ones.
+    """
     saved = out / "config.yaml"
     if saved.exists():
-        if yaml.safe_load(saved.read_text()) != config.to_dict():
+        if strip_runtime(yaml.safe_load(saved.read_text()) or {}) != config.identity():
             if not overwrite:
                 raise UserError(f"{out} holds a run with a different config ({saved}); "
                                 "choose another --out or pass --overwrite")
@@ -228,5 +231,5 @@ def main(argv: list[str] | None = None) -> int:
 
     from medvqa.evaluate import evaluate_run
 
-    evaluate_run(out, "sound")
+    evaluate_run(out, "sound", device=t.device)
     return 0

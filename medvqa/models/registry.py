@@ -1,29 +1,48 @@
-"""Model registry and factory: ``@register_model(name)`` on a builder, ``create_model(name, **cfg)`` to build."""
+"""Named builders: ``@REGISTRY.register(name)`` on a builder, ``REGISTRY.create(name, **cfg)`` to build.
+
+One ``Registry`` holds the VQA heads (``register_model`` / ``create_model``), another the visual
+encoders (``register_encoder`` / ``create_encoder`` in ``medvqa.models.visual``).
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from torch import nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+T = TypeVar("T")
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = builder
-        return builder
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "model", "visual encoder": names the registry in errors
+        self._builders: dict[str, Callable[..., T]] = {}
 
-    return add
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: make ``builder(**cfg)`` buildable as ``create(name, **cfg)``."""
+
+        def add(builder: Callable[..., T]) -> Callable[..., T]:
+            if name in self._builders:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._builders[name] = builder
+            return builder
+
+        return add
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def create(self, name: str, **cfg) -> T:
+        if name not in self._builders:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        return self._builders[name](**cfg)
 
 
-def list_models() -> list[str]:
-    return sorted(MODELS)
+MODELS: Registry[nn.Module] = Registry("model")
+register_model = MODELS.register
+list_models = MODELS.names
 
 
 def create_model(name: str, **cfg) -> nn.Module:
     """Build a registered model; keyword arguments set to None keep the builder's defaults."""
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return MODELS[name](**{k: v for k, v in cfg.items() if v is not None})
+    return MODELS.create(name, **{k: v for k, v in cfg.items() if v is not None})

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from medvqa.models.registry import Registry
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -66,29 +68,13 @@ class VisualEncoder(nn.Module):
         return f"{self.name}-{digest.hexdigest()[:16]}"
 
 
-ENCODERS: dict[str, Callable[..., VisualEncoder]] = {}
-
-
-def register_encoder(name: str) -> Callable[[Callable[..., VisualEncoder]], Callable[..., VisualEncoder]]:
-    """Decorator: make a builder ``fn(**kwargs) -> VisualEncoder`` available as ``create_encoder(name)``."""
-
-    def add(builder: Callable[..., VisualEncoder]) -> Callable[..., VisualEncoder]:
-        if name in ENCODERS:
-            raise ValueError(f"visual encoder {name!r} is already registered")
-        ENCODERS[name] = builder
-        return builder
-
-    return add
-
-
-def list_encoders() -> list[str]:
-    return sorted(ENCODERS)
+ENCODERS: Registry[VisualEncoder] = Registry("visual encoder")
+register_encoder = ENCODERS.register  # decorator on a builder ``fn(**kwargs) -> VisualEncoder``
+list_encoders = ENCODERS.names
 
 
 def create_encoder(name: str, **kwargs) -> VisualEncoder:
-    if name not in ENCODERS:
-        raise KeyError(f"unknown visual encoder {name!r}; known: {', '.join(list_encoders())}")
-    encoder = ENCODERS[name](**kwargs)
+    encoder = ENCODERS.create(name, **kwargs)
     encoder.name = name
     return encoder
 

@@ -1,6 +1,7 @@
 """End-to-end training and evaluation: synthetic runs, resume equivalence, run-directory rules, NaN stop,
 and a short real VQA-RAD run that beats the majority answer."""
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -81,6 +82,25 @@ def test_run_directory_rules(synthetic, tmp_path, capsys):
     train_main(["--config", QCR_TINY, "--out", str(run), "--overwrite", f"data.root={synthetic}",
                 f"train.feature_cache={synthetic.parent / 'cache'}", "train.epochs=1", "train.lr=0.01"])
     assert "lr: 0.01" in (run / "config.yaml").read_text()
+
+
+def test_runtime_settings_do_not_make_a_different_run(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    _qcr(synthetic, run, "train.epochs=1")
+    _qcr(synthetic, run, "train.epochs=1", "train.threads=1", "train.progress=false", "train.eval_batch_size=7")
+    assert "nothing to do" in capsys.readouterr().out
+    assert "eval_batch_size: 7" in (run / "config.yaml").read_text()  # the latest runtime settings are kept
+
+
+def test_evaluate_a_run_whose_data_moved(synthetic, tmp_path):
+    data, moved, run = tmp_path / "data", tmp_path / "elsewhere", tmp_path / "run"
+    shutil.copytree(synthetic, data)
+    _qcr(data, run, "train.epochs=1")
+    data.rename(moved)
+    with pytest.raises(UserError, match="not a prepared dataset"):
+        evaluate_main(["--run", str(run)])
+    assert evaluate_main(["--run", str(run), "--data-root", str(moved), "--device", "cpu"]) == 0
+    assert json.loads((run / "results_sound.json").read_text())["n_open"] > 0
 
 
 def test_protocols_and_multi_run_summary(synthetic, tmp_path, capsys):
