@@ -6,8 +6,11 @@ For every (model, dataset, fine-tuned | frozen) it times ``--steps`` training st
 in a fresh process: end to end (batch gathered from the preloaded tensors, forward, backward, clip,
 Adamax step, exactly as ``medvqa train`` does) and model only (the same steps on one batch gathered
 beforehand). It prints seconds per epoch (step time x steps per epoch), the peak resident memory
-and the ratio of the two step rates (1.0: the data pipeline costs nothing). A 2048x2048 float32
-matrix-product rate is printed before and after, since shared machines drift.
+and the ratio of the two step rates (1.0: the data pipeline costs nothing). It also counts the
+floating-point operations of one training step (torch's FLOP counter: matrix products and
+convolutions, forward and backward) and prints the achieved rate, to be read against the 2048x2048
+float32 matrix-product rate printed before and after (shared machines drift): a ratio near 1 means
+the step is as fast as the arithmetic allows.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 CONFIGS = {"mevf_ban": "mevf_ban", "qcr": "qcr"}
 
@@ -72,8 +76,12 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
     for idx in batches[2:2 + steps]:
         step(idx)
     per_step = (time.perf_counter() - start) / min(steps, len(batches) - 2)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    counter = FlopCounterMode(display=False)
+    with counter:  # one more step, untimed
+        step(batches[0])
     return {"seconds_per_step": per_step, "seconds_per_epoch": per_step * len(batches),
-            "steps_per_epoch": len(batches), "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "steps_per_epoch": len(batches), "peak_rss_gib": peak, "gflop_per_step": counter.get_total_flops() / 1e9}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         model, dataset, root, mode, timing = args.one
         print(json.dumps(one(model, dataset, root, mode == "frozen", args.steps, args.bf16, timing == "model")))
         return 0
-    print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s, {torch.get_num_threads()} threads")
+    rate = matmul_gflops()
+    print(f"matmul 2048 float32: {rate:.0f} GFLOP/s, {torch.get_num_threads()} threads")
     roots = {"vqa_rad": args.vqa_rad, "slake": args.slake}
-    print(f"{'model':<9}{'dataset':<9}{'mode':<10}{'s/epoch':>9}{'s/step':>8}{'peak GiB':>9}{'e2e/model':>10}")
+    print(f"{'model':<9}{'dataset':<9}{'mode':<10}{'s/epoch':>9}{'s/step':>8}{'peak GiB':>9}{'e2e/model':>10}"
+          f"{'GFLOP/step':>11}{'GFLOP/s':>8}{'of matmul':>10}")
     for dataset, root in roots.items():
         if not root:
             continue
@@ -108,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                     rows[timing] = json.loads(done.stdout.strip().splitlines()[-1])
                 e2e, only = rows["e2e"], rows["model"]
                 ratio = only["seconds_per_step"] / e2e["seconds_per_step"]
+                achieved = e2e["gflop_per_step"] / e2e["seconds_per_step"]
                 print(f"{model:<9}{dataset:<9}{mode:<10}{e2e['seconds_per_epoch']:>9.1f}{e2e['seconds_per_step']:>8.3f}"
-                      f"{e2e['peak_rss_gib']:>9.2f}{ratio:>10.2f}", flush=True)
+                      f"{e2e['peak_rss_gib']:>9.2f}{ratio:>10.2f}{e2e['gflop_per_step']:>11.1f}{achieved:>8.0f}"
+                      f"{achieved / rate:>10.2f}", flush=True)
     print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s")
     return 0
 

@@ -49,6 +49,7 @@ ROWS: dict[str, Row] = {
                                       {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
                                       ("data.train_splits=[train,val]",)),
     "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
+    "vqa_rad-mevf_ban-frozen-bf16": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, overrides=("train.bf16=true",)),
     "vqa_rad-qcr": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"),
                        {"pubmedclip-legacy": (60.0, 79.3, 71.6)}),
     "vqa_rad-qcr-frozen": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound")),
@@ -69,7 +70,7 @@ def schedule(run_dir: Path) -> str:
     metrics = run_dir / "metrics.csv"
     done = len(pd.read_csv(metrics)) if metrics.is_file() else 0
     branches = "frozen branches" if config.model.freeze_visual else "fine-tuned branches"
-    recipe = f"{config.train.epochs} epochs, {branches}"
+    recipe = f"{config.train.epochs} epochs, {branches}{', bf16 autocast' if config.train.bf16 else ''}"
     return recipe if done >= config.train.epochs else f"{recipe} (stopped after {done})"
 
 
