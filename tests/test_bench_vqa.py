@@ -1,0 +1,26 @@
+"""experiments/bench_vqa.py on the built-in synthetic dataset: every column is printed and sane."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from medvqa.cli import main as medvqa_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_prints_a_row_per_setting(tmp_path) -> None:
+    data = tmp_path / "synthetic"
+    medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16",
+                 "--image-specs", "gray84,gray128"])
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_vqa.py"), "--vqa-rad", str(data),
+                           "--slake", "", "--models", "mevf_ban", "--modes", "frozen", "--steps", "1"],
+                          capture_output=True, text=True, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    header, row = lines[1], lines[2].split()
+    assert header.split()[:4] == ["model", "dataset", "mode", "s/epoch"] and header.endswith("GFLOP/s of matmul")
+    assert row[:3] == ["mevf_ban", "vqa_rad", "frozen"]
+    seconds_per_epoch, gflop_per_step, share = float(row[3]), float(row[7]), float(row[9])
+    assert seconds_per_epoch > 0 and gflop_per_step > 1 and 0 < share < 5
