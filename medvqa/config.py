@@ -83,13 +83,9 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def identity(self) -> dict[str, Any]:
-        """The config without its ``RUNTIME_KEYS``: two configs with equal identities train the same run."""
-        return strip_runtime(self.to_dict())
-
 
 def strip_runtime(data: dict[str, Any]) -> dict[str, Any]:
-    """A config mapping without its ``RUNTIME_KEYS``."""
+    """A config mapping without its ``RUNTIME_KEYS``: two configs equal after this train the same run."""
     return {section: {k: v for k, v in values.items() if k not in RUNTIME_KEYS.get(section, ())}
             if isinstance(values, dict) else values for section, values in data.items()}
 

@@ -65,7 +65,7 @@ def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
     """
     saved = out / "config.yaml"
     if saved.exists():
-        if strip_runtime(yaml.safe_load(saved.read_text()) or {}) != config.identity():
+        if strip_runtime(yaml.safe_load(saved.read_text()) or {}) != strip_runtime(config.to_dict()):
             if not overwrite:
                 raise UserError(f"{out} holds a run with a different config ({saved}); "
                                 "choose another --out or pass --overwrite")
