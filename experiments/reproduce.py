@@ -6,15 +6,19 @@
     python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results]
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
-continued) and evaluates it under every protocol of the row. ``report`` collects the
-``results_<protocol>.json`` files into Markdown and CSV tables (mean +- std over seeds, the schedule
-each number was measured with, the published number beside it) and plots accuracy-per-epoch curves
-and the seed spread.
+continued) and evaluates it under every protocol of the row; it refuses data prepared with another
+resize filter than the row's. ``report`` archives the light files of every evaluated run
+(``config.yaml``, ``metrics.csv``, ``results_<protocol>.json``) under ``OUT/runs/<row>/s<seed>/``,
+then builds from that archive Markdown and CSV tables (mean +- std over seeds, the schedule each
+number was measured with, the published number beside it) and plots accuracy-per-epoch curves and
+the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
+keeps the others' archived results; delete an archived run directory to drop it from the table.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from medvqa import evaluate, train  # noqa: E402
-from medvqa.config import read_run_config  # noqa: E402
+from medvqa.config import load_config, read_run_config  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
 
 PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")
@@ -40,6 +44,7 @@ class Row:
     protocols: tuple[str, ...]
     published: dict[str, tuple[float | None, float | None, float | None]] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
+    resize_filter: str = "bicubic"  # of the square gray image caches the data was prepared with
 
 
 ROWS: dict[str, Row] = {
@@ -49,6 +54,7 @@ ROWS: dict[str, Row] = {
                                       {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
                                       ("data.train_splits=[train,val]",)),
     "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
+    "vqa_rad-mevf_ban-frozen-nearest": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, resize_filter="nearest"),
     "vqa_rad-mevf_ban-frozen-bf16": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, overrides=("train.bf16=true",)),
     "vqa_rad-qcr": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"),
                        {"pubmedclip-legacy": (60.0, 79.3, 71.6)}),
@@ -74,10 +80,23 @@ def schedule(run_dir: Path) -> str:
     return recipe if done >= config.train.epochs else f"{recipe} (stopped after {done})"
 
 
+def check_resize_filter(name: str, data_root: Path) -> None:
+    """Refuse data whose image caches were resized with another filter than the row states."""
+    summary = data_root / "summary.json"
+    if not summary.is_file():
+        raise UserError(f"{data_root} is not prepared data (no summary.json): run `medvqa prepare` first")
+    found = json.loads(summary.read_text()).get("square_filter", "bicubic")
+    wanted = ROWS[name].resize_filter
+    if found != wanted:
+        raise UserError(f"row {name} needs data prepared with --resize-filter {wanted}, "
+                        f"but {summary} says {found}: pass --data {name.split('-')[0]}=DIR")
+
+
 def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overrides: list[str]) -> None:
     row = ROWS[name]
     dataset = name.split("-")[0]
     extra = [f"data.root={data[dataset]}"] if dataset in data else []
+    check_resize_filter(name, Path(load_config(row.config, [*extra, *row.overrides, *overrides]).data.root))
     for seed in seeds:
         run_dir = runs / name / f"s{seed}"
         status = train.main(["--config", row.config, "--out", str(run_dir), f"train.seed={seed}", *extra,
@@ -96,6 +115,8 @@ def collect(runs: Path) -> pd.DataFrame:
         row = path.parent.parent.name
         if path.parent not in schedules:  # one run has several protocol files
             schedules[path.parent] = schedule(path.parent)
+            if row in ROWS and ROWS[row].resize_filter != "bicubic":
+                schedules[path.parent] += f", {ROWS[row].resize_filter} resize"
         lines.append({"row": row, "seed": int(path.parent.name[1:]), "protocol": result["protocol"],
                       "open": result["open"], "closed": result["closed"], "overall": result["overall"],
                       "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
@@ -160,16 +181,35 @@ def plot_spread(results: pd.DataFrame, out: Path) -> None:
     plt.close(figure)
 
 
+ARCHIVED = ("config.yaml", "metrics.csv", "results_*.json")
+
+
+def archive(runs: Path, archive_dir: Path) -> int:
+    """Copy the light files of every evaluated run under ``runs`` into ``archive_dir``; returns how many."""
+    run_dirs = sorted({path.parent for path in runs.glob("*/s*/results_*.json")})
+    for run_dir in run_dirs:
+        target = archive_dir / run_dir.parent.name / run_dir.name
+        staging = target.with_name(f".{target.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for pattern in ARCHIVED:
+            for path in run_dir.glob(pattern):
+                shutil.copy2(path, staging / path.name)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return len(run_dirs)
+
+
 def report(runs: Path, out: Path) -> pd.DataFrame:
-    out.mkdir(parents=True, exist_ok=True)
-    results = collect(runs)
+    archive(runs, out / "runs")
+    results = collect(out / "runs")
     if results.empty:
-        raise UserError(f"no results_*.json under {runs}/<row>/s<seed>/: run some rows first")
+        raise UserError(f"no results_*.json under {runs}/<row>/s<seed>/ or {out / 'runs'}: run some rows first")
     summary = table(results)
     results.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(markdown(summary))
-    plot_curves(runs, out)
+    plot_curves(out / "runs", out)
     plot_spread(results, out)
     return summary
 

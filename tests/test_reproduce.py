@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     runs_csv = (tmp_path / "out" / "runs.csv").read_text().splitlines()
     assert len(runs_csv) == 3
     assert json.loads((runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json").read_text())["protocol"] == "sound"
+
+    archived = tmp_path / "out" / "runs" / "vqa_rad-mevf_ban-frozen" / "s1"
+    assert sorted(p.name for p in archived.iterdir()) == ["config.yaml", "metrics.csv", "results_sound.json"]
+    shutil.rmtree(runs / "vqa_rad-mevf_ban-frozen" / "s1")  # a machine that holds only some runs
+    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [2]
+    shutil.rmtree(archived)  # dropping a run from the table
+    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [1]
+
+
+def test_row_refuses_data_resized_with_another_filter(reproduce, tmp_path: Path, capsys) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps({"square_filter": "bicubic"}))
+    status = reproduce.main(["run", "vqa_rad-mevf_ban-frozen-nearest", "--runs", str(tmp_path / "runs"),
+                             "--data", f"vqa_rad={tmp_path}"])
+    assert status == 2 and not (tmp_path / "runs").exists()
+    assert "needs data prepared with --resize-filter nearest" in capsys.readouterr().err
+    assert reproduce.main(["run", "vqa_rad-mevf_ban-frozen", "--data", f"vqa_rad={tmp_path / 'none'}"]) == 2
+    assert "no summary.json" in capsys.readouterr().err
 
 
 def test_report_without_runs(reproduce, tmp_path: Path) -> None:
