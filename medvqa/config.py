@@ -17,8 +17,9 @@ from medvqa.errors import UserError
 
 PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
 # Settings that say where and how fast a run goes, not what it learns: changing them between the
-# sessions of one run (resuming on another machine, another device) is not a different run.
-RUNTIME_KEYS = {"train": ("threads", "device", "eval_batch_size", "feature_cache", "progress")}
+# sessions of one run (resuming on another machine, another device) is not a different run. Where
+# the data lives is one of them: checkpoints record the content fingerprint of the data instead.
+RUNTIME_KEYS = {"data": ("root",), "train": ("threads", "device", "eval_batch_size", "feature_cache", "progress")}
 
 
 @dataclass

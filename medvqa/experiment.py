@@ -85,6 +85,10 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     one, frozen encoders get BatchNorm statistics from the training images.
     """
     ds = PreparedDataset(config.data.root)
+    trained_on = (state or {}).get("data_fingerprint")
+    if trained_on is not None and trained_on != ds.fingerprint:
+        raise UserError(f"{where} was trained on other data than {ds.root} (content fingerprint {trained_on}, "
+                        f"found {ds.fingerprint}): point data.root or --data-root at the data it was trained on")
     vocab = ds.answer_vocab(config.data.answer_vocab, closed_by=config.data.closed_by)
     model = build_model(config, ds, vocab)
     if state is not None:

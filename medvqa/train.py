@@ -61,7 +61,8 @@ def load_checkpoint(path: Path) -> dict:
 def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
     """Create ``out``; refuse a different config already there unless ``overwrite``.
 
-    Runtime settings (device, threads, progress bars, ...) may differ: the saved config takes the new ones.
+    Runtime settings (data location, device, threads, progress bars, ...) may differ; ``main`` saves
+    the config with the new ones once the checkpoint's data fingerprint matched the data found there.
     """
     saved = out / "config.yaml"
     if saved.exists():
@@ -71,7 +72,6 @@ def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
                                 "choose another --out or pass --overwrite")
             shutil.rmtree(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(config, saved)
 
 
 def seed_everything(seed: int) -> None:
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     last_path = out / "checkpoints" / "last.pt"
     state = load_checkpoint(last_path) if last_path.exists() else None
     if state is not None and state["epoch"] + 1 >= config.train.epochs:
+        save_config(config, out / "config.yaml")
         print(f"{out}: already trained for {config.train.epochs} epochs; nothing to do")
         return 0
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.use_deterministic_algorithms(t.deterministic, warn_only=True)
     seed_everything(t.seed)
     exp = build_experiment(config, state, where=str(last_path))
+    save_config(config, out / "config.yaml")
     model = exp.model
     router = train_type_classifier(exp, out) if config.type_classifier.epochs > 0 else None
     optimizer = torch.optim.Adamax(model.trainable_parameters(), lr=lr_at(0, config))
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         row["seconds"] = round(time.perf_counter() - began, 2)
         history.append(row)
         summary = {"format": FORMAT_VERSION, "model": model.state_dict(), "epoch": epoch,
-                   "config": config.to_dict(), "answers": exp.answers}
+                   "config": config.to_dict(), "answers": exp.answers, "data_fingerprint": exp.ds.fingerprint}
         if "val_overall" not in row or row["val_overall"] > best["val"]:  # no validation split: the last epoch
             best["val"] = row.get("val_overall", -1.0)
             save_atomic({**summary, "selected_by": "val_overall"}, out / "checkpoints" / "best_val.pt")

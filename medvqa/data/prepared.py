@@ -11,6 +11,7 @@ Layout::
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +39,23 @@ class PreparedDataset:
         self.name: str = self.summary["dataset"]
         self._manifest = json.loads((self.root / "images" / "manifest.json").read_text())
         self._image_rows = {image_id: row for row, image_id in enumerate(self._manifest["images"])}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A short hash of what a model learns from: records, vocabularies, embeddings, image caches.
+
+        Provenance (source path, preparation date) is left out, so the same data prepared again or
+        moved elsewhere keeps its fingerprint; another resize filter or another split does not.
+        """
+        digest = hashlib.sha256()
+        for name in ("records.jsonl", "dictionary.json", "answers.json", "images/manifest.json"):
+            digest.update((self.root / name).read_bytes())
+        with np.load(self.root / "embeddings.npz") as archive:  # by array: zip entries carry timestamps
+            for key in sorted(archive.files):
+                digest.update(key.encode() + np.ascontiguousarray(archive[key]).tobytes())
+        for spec in sorted(self.image_specs):
+            digest.update(np.ascontiguousarray(self.images(spec)).tobytes())
+        return digest.hexdigest()[:16]
 
     @cached_property
     def all_records(self) -> list[VQARecord]:

@@ -92,15 +92,43 @@ def test_runtime_settings_do_not_make_a_different_run(synthetic, tmp_path, capsy
     assert "eval_batch_size: 7" in (run / "config.yaml").read_text()  # the latest runtime settings are kept
 
 
-def test_evaluate_a_run_whose_data_moved(synthetic, tmp_path):
+def test_a_run_follows_its_data_not_its_path(synthetic, tmp_path, monkeypatch):
     data, moved, run = tmp_path / "data", tmp_path / "elsewhere", tmp_path / "run"
     shutil.copytree(synthetic, data)
-    _qcr(data, run, "train.epochs=1")
+    real_epoch = train_module.train_one_epoch
+
+    def crash_in_epoch_1(exp, optimizer, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(exp, optimizer, epoch)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", crash_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        _qcr(data, run, "train.epochs=2")
+    monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
     data.rename(moved)
     with pytest.raises(UserError, match="not a prepared dataset"):
         evaluate_main(["--run", str(run)])
     assert evaluate_main(["--run", str(run), "--data-root", str(moved), "--device", "cpu"]) == 0
     assert json.loads((run / "results_sound.json").read_text())["n_open"] > 0
+
+    cli_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16", "--seed", "1",
+              "--image-specs", "gray84,gray128"])  # other data where the run's data used to be
+    saved = (run / "config.yaml").read_text()
+    with pytest.raises(UserError, match="trained on other data"):
+        _qcr(data, run, "train.epochs=2")
+    with pytest.raises(UserError, match="trained on other data"):
+        evaluate_main(["--run", str(run), "--data-root", str(data)])
+    assert (run / "config.yaml").read_text() == saved  # the refused resume left the run as it was
+    _qcr(moved, run, "train.epochs=2")  # the same data at a new path resumes, no --overwrite
+    assert len(json.loads((run / "metrics.json").read_text())) == 2
+
+
+def test_fingerprint_ignores_provenance(synthetic, tmp_path):
+    again = tmp_path / "again"
+    cli_main(["prepare", "synthetic", "--out", str(again), "--synthetic-images", "16",
+              "--image-specs", "gray84,gray128"])
+    assert PreparedDataset(again).fingerprint == PreparedDataset(synthetic).fingerprint
 
 
 def test_protocols_and_multi_run_summary(synthetic, tmp_path, capsys):
