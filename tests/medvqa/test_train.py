@@ -47,19 +47,24 @@ def test_mevf_finetuned_run_writes_everything(synthetic, tmp_path):
     assert results["overall"] == metrics[0]["test_overall"]  # evaluation reproduces the training-time score
 
 
-def test_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):
-    _qcr(synthetic, tmp_path / "straight", "train.epochs=3")
+def _interrupted_qcr(monkeypatch, data, out, stop_in_epoch, *extra):
+    """Train as ``_qcr`` does, stopped like a killed process as epoch ``stop_in_epoch`` begins."""
     real_epoch = train_module.train_one_epoch
 
-    def crash_in_epoch_2(exp, optimizer, epoch):
-        if epoch == 2:
+    def crash(exp, optimizer, epoch):
+        if epoch == stop_in_epoch:
             raise KeyboardInterrupt
         return real_epoch(exp, optimizer, epoch)
 
-    monkeypatch.setattr(train_module, "train_one_epoch", crash_in_epoch_2)
+    monkeypatch.setattr(train_module, "train_one_epoch", crash)
     with pytest.raises(KeyboardInterrupt):
-        _qcr(synthetic, tmp_path / "resumed", "train.epochs=3")
+        _qcr(data, out, *extra)
     monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
+
+
+def test_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):
+    _qcr(synthetic, tmp_path / "straight", "train.epochs=3")
+    _interrupted_qcr(monkeypatch, synthetic, tmp_path / "resumed", 2, "train.epochs=3")
     _qcr(synthetic, tmp_path / "resumed", "train.epochs=3")
 
     def history(run):
@@ -95,17 +100,7 @@ def test_runtime_settings_do_not_make_a_different_run(synthetic, tmp_path, capsy
 def test_a_run_follows_its_data_not_its_path(synthetic, tmp_path, monkeypatch):
     data, moved, run = tmp_path / "data", tmp_path / "elsewhere", tmp_path / "run"
     shutil.copytree(synthetic, data)
-    real_epoch = train_module.train_one_epoch
-
-    def crash_in_epoch_1(exp, optimizer, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(exp, optimizer, epoch)
-
-    monkeypatch.setattr(train_module, "train_one_epoch", crash_in_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
-        _qcr(data, run, "train.epochs=2")
-    monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
+    _interrupted_qcr(monkeypatch, data, run, 1, "train.epochs=2")
     data.rename(moved)
     with pytest.raises(UserError, match="not a prepared dataset"):
         evaluate_main(["--run", str(run)])
