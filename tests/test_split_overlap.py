@@ -1,0 +1,59 @@
+"""experiments/split_overlap.py: the share of evaluation QA that overlaps training."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from medvqa.cli import main as medvqa_main
+from medvqa.data import PreparedDataset, normalize_answer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def split_overlap():
+    spec = importlib.util.spec_from_file_location("split_overlap", REPO / "experiments" / "split_overlap.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["split_overlap"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("overlap") / "synthetic"
+    assert medvqa_main(["prepare", "synthetic", "--out", str(out), "--synthetic-images", "16",
+                        "--image-specs", "gray84"]) == 0
+    return out
+
+
+def test_same_image_same_answer_share(split_overlap, data: Path) -> None:
+    ds = PreparedDataset(data)
+    seen = {(r.image_id, normalize_answer(r.answer)) for r in ds.records("train")}
+    test = ds.records("test")
+    expected = 100 * sum((r.image_id, normalize_answer(r.answer)) in seen for r in test) / len(test)
+    lines = split_overlap.overlap_table(ds)
+    assert [line["split"] for line in lines] == ["val", "test"]
+    assert lines[1]["all"] == pytest.approx(expected) and lines[1]["QA"] == len(test)
+
+
+def test_question_groups_link_wordings_across_splits(split_overlap, data: Path, tmp_path: Path, capsys) -> None:
+    ds = PreparedDataset(data)
+    train, test = ds.records("train")[0], ds.records("test")[0]
+    raw = [{"qid_linked_id": "g1", "image_name": train.image_id, "question": train.question,
+            "question_rephrase": "NULL"},
+           {"qid_linked_id": "g1", "image_name": test.image_id, "question": f"  {test.question.upper()} "}]
+    (tmp_path / "raw.json").write_text(json.dumps(raw))
+    groups = split_overlap.question_groups(tmp_path / "raw.json")
+    linked = [line for line in split_overlap.overlap_table(ds, groups) if line["overlap"].startswith("question group")]
+    test_line = next(line for line in linked if line["split"] == "test")
+    assert test_line["all"] == pytest.approx(100 / len(ds.records("test")))  # only the one linked test QA
+    assert f"({len(ds.records('test')) - 1} QA unmatched)" in test_line["overlap"]
+
+    (tmp_path / "bad.json").write_text(json.dumps([{"question": "x"}]))
+    assert split_overlap.main(["--data", str(data), "--linked", str(tmp_path / "bad.json")]) == 2
+    assert "item 0 has no qid_linked_id" in capsys.readouterr().err
