@@ -108,7 +108,7 @@ class VisualInputs:
                 encoder.freeze()
                 rows = {image_id: i for i, image_id in enumerate(ids)}
                 self.features[name] = FeatureCache(cache_dir).features(
-                    encoder, ids, lambda chunk: pixels[[rows[i] for i in chunk]])
+                    encoder, ids, lambda chunk: pixels[[rows[i] for i in chunk]], ds.digest(f"images:{spec.key}"))
         if frozen:
             self.images = {}
 

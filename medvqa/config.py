@@ -6,6 +6,7 @@ names the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from medvqa.errors import UserError
 PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
 # Settings that say where and how fast a run goes, not what it learns: changing them between the
 # sessions of one run (resuming on another machine, another device) is not a different run. Where
-# the data lives is one of them: checkpoints record the content fingerprint of the data instead.
+# the data lives is one of them: checkpoints record digests of the data's content instead.
 RUNTIME_KEYS = {"data": ("root",), "train": ("threads", "device", "eval_batch_size", "feature_cache", "progress")}
 
 
@@ -167,4 +168,8 @@ def read_run_config(run_dir: str | Path) -> Config:
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write ``config`` as YAML atomically (a temporary file renamed over ``path``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)

@@ -94,7 +94,8 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
     results = {"protocol": protocol, "dataset": exp.ds.name, "model": config.model.name,
                "checkpoint": spec.checkpoint, "epoch": state["epoch"], "answer_vocab": config.data.answer_vocab,
                "routing": "type classifier" if routed else "gold answer type",
-               **summarize(frame), "notes": notes}
+               **summarize(frame), "notes": notes,
+               "data": {"square_filter": exp.ds.summary.get("square_filter"), "digests": exp.data_digests}}
     _write_json(results, run_dir / f"results_{protocol}.json")
     _write_json(results, run_dir / "results.json")
     frame.to_csv(run_dir / f"predictions_{protocol}.csv", index=False)

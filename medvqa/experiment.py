@@ -26,6 +26,7 @@ class Experiment:
     visual: VisualInputs
     splits: dict[str, SplitTensors]  # "train", "val" (may be empty), "test"
     device: torch.device
+    data_digests: dict[str, str]  # the digest of each part of the data the run reads; checkpoints keep it
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,6 +79,15 @@ def load_model_state(model: VQAHead, state: dict, answers: list[str], where: str
                         f"unexpected {result.unexpected_keys[:3]}")
 
 
+def check_data(state: dict, ds: PreparedDataset, where: str) -> None:
+    """Refuse a checkpoint whose data digests differ from those of ``ds`` (checkpoints without any pass)."""
+    trained_on = state.get("data_digests") or {}
+    differing = [part for part, digest in trained_on.items() if ds.digest(part) != digest]
+    if differing:
+        raise UserError(f"{where} was trained on other data than {ds.root} ({', '.join(differing)} differ): "
+                        "point data.root or --data-root at the data it was trained on")
+
+
 def build_experiment(config: Config, state: dict | None = None, where: str = "checkpoint") -> Experiment:
     """Load the prepared dataset, build the model and preload every tensor a run needs.
 
@@ -85,10 +95,8 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     one, frozen encoders get BatchNorm statistics from the training images.
     """
     ds = PreparedDataset(config.data.root)
-    trained_on = (state or {}).get("data_fingerprint")
-    if trained_on is not None and trained_on != ds.fingerprint:
-        raise UserError(f"{where} was trained on other data than {ds.root} (content fingerprint {trained_on}, "
-                        f"found {ds.fingerprint}): point data.root or --data-root at the data it was trained on")
+    if state is not None:
+        check_data(state, ds, where)
     vocab = ds.answer_vocab(config.data.answer_vocab, closed_by=config.data.closed_by)
     model = build_model(config, ds, vocab)
     if state is not None:
@@ -104,12 +112,14 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     frozen = config.model.freeze_visual
     calibration = splits["train"].image_rows.unique() if frozen and state is None else None
     visual = VisualInputs(ds, encoders, frozen, cache, calibration, config.train.channels_last)
+    parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     device = resolve_device(config.train.device)
     model, visual = model.to(device), visual.to(device)
     splits = {name: split.to(device) for name, split in splits.items()}
-    return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits, device)
+    return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits, device,
+                      {part: ds.digest(part) for part in parts})
 
 
 def forward(exp: Experiment, split: SplitTensors, idx: Tensor, is_open: Tensor | None = None) -> VQAOutput:

@@ -32,8 +32,10 @@ from tqdm import tqdm
 
 from medvqa.batches import one_hot
 from medvqa.config import Config, load_config, save_config, strip_runtime
+from medvqa.data import PreparedDataset
 from medvqa.errors import UserError
-from medvqa.experiment import Experiment, build_experiment, build_type_classifier, forward, predict, predict_open
+from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, forward, predict,
+                               predict_open)
 from medvqa.metrics import accuracy, prediction_frame
 
 FORMAT_VERSION = 1
@@ -62,7 +64,7 @@ def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
     """Create ``out``; refuse a different config already there unless ``overwrite``.
 
     Runtime settings (data location, device, threads, progress bars, ...) may differ; ``main`` saves
-    the config with the new ones once the checkpoint's data fingerprint matched the data found there.
+    the config with the new ones once the checkpoint's data digests matched the data found there.
     """
     saved = out / "config.yaml"
     if saved.exists():
@@ -72,6 +74,17 @@ def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
                                 "choose another --out or pass --overwrite")
             shutil.rmtree(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+
+def check_resumed_data(state: dict, config: Config, where: str) -> None:
+    """The data at ``data.root`` must be the data the checkpoint trained on (checked by digests)."""
+    trained_root = state["config"]["data"]["root"]
+    if "data_digests" not in state:  # written before data digests: its path is all there is to check
+        if Path(trained_root).resolve() != Path(config.data.root).resolve():
+            raise UserError(f"{where} records no data digests; continue it with the data it was trained on: "
+                            f"data.root={trained_root}")
+        return
+    check_data(state, PreparedDataset(config.data.root), where)
 
 
 def seed_everything(seed: int) -> None:
@@ -166,10 +179,11 @@ def evaluate_epoch(exp: Experiment, router: nn.Module | None) -> dict[str, float
 
 
 def write_metrics(history: list[dict], out: Path) -> None:
-    pd.DataFrame(history).to_csv(out / "metrics.csv", index=False)
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(history, indent=1) + "\n")
-    os.replace(tmp, out / "metrics.json")
+    """``metrics.csv`` and ``metrics.json``, each written to a temporary file and renamed."""
+    pd.DataFrame(history).to_csv(out / ".metrics.csv.tmp", index=False)
+    os.replace(out / ".metrics.csv.tmp", out / "metrics.csv")
+    (out / ".metrics.json.tmp").write_text(json.dumps(history, indent=1) + "\n")
+    os.replace(out / ".metrics.json.tmp", out / "metrics.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     prepare_run_dir(out, config, args.overwrite)
     last_path = out / "checkpoints" / "last.pt"
     state = load_checkpoint(last_path) if last_path.exists() else None
+    if state is not None:
+        check_resumed_data(state, config, str(last_path))
     if state is not None and state["epoch"] + 1 >= config.train.epochs:
         save_config(config, out / "config.yaml")
         print(f"{out}: already trained for {config.train.epochs} epochs; nothing to do")
@@ -217,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         row["seconds"] = round(time.perf_counter() - began, 2)
         history.append(row)
         summary = {"format": FORMAT_VERSION, "model": model.state_dict(), "epoch": epoch,
-                   "config": config.to_dict(), "answers": exp.answers, "data_fingerprint": exp.ds.fingerprint}
+                   "config": config.to_dict(), "answers": exp.answers, "data_digests": exp.data_digests}
         if "val_overall" not in row or row["val_overall"] > best["val"]:  # no validation split: the last epoch
             best["val"] = row.get("val_overall", -1.0)
             save_atomic({**summary, "selected_by": "val_overall"}, out / "checkpoints" / "best_val.pt")

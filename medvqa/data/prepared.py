@@ -39,23 +39,32 @@ class PreparedDataset:
         self.name: str = self.summary["dataset"]
         self._manifest = json.loads((self.root / "images" / "manifest.json").read_text())
         self._image_rows = {image_id: row for row, image_id in enumerate(self._manifest["images"])}
+        self._digests: dict[str, str] = {}
 
-    @cached_property
-    def fingerprint(self) -> str:
-        """A short hash of what a model learns from: records, vocabularies, embeddings, image caches.
+    def digest(self, part: str) -> str:
+        """A short hash of one part of the data a model learns from: ``records``, ``dictionary``,
+        ``embeddings`` or ``images:<spec>`` (e.g. ``images:gray84``).
 
-        Provenance (source path, preparation date) is left out, so the same data prepared again or
-        moved elsewhere keeps its fingerprint; another resize filter or another split does not.
+        Provenance (source path, preparation date) is in no part, so the same data prepared again or
+        moved elsewhere keeps its digests; another split, vocabulary or resize filter does not.
         """
-        digest = hashlib.sha256()
-        for name in ("records.jsonl", "dictionary.json", "answers.json", "images/manifest.json"):
-            digest.update((self.root / name).read_bytes())
-        with np.load(self.root / "embeddings.npz") as archive:  # by array: zip entries carry timestamps
-            for key in sorted(archive.files):
-                digest.update(key.encode() + np.ascontiguousarray(archive[key]).tobytes())
-        for spec in sorted(self.image_specs):
-            digest.update(np.ascontiguousarray(self.images(spec)).tobytes())
-        return digest.hexdigest()[:16]
+        if part not in self._digests:
+            digest = hashlib.sha256()
+            if part in ("records", "dictionary"):
+                digest.update((self.root / f"{part}.jsonl" if part == "records" else self.root / f"{part}.json")
+                              .read_bytes())
+            elif part == "embeddings":
+                with np.load(self.root / "embeddings.npz") as archive:  # by array: zip entries carry timestamps
+                    for key in sorted(archive.files):
+                        digest.update(key.encode())
+                        digest.update(memoryview(np.ascontiguousarray(archive[key])).cast("B"))
+            elif part.startswith("images:"):
+                digest.update(json.dumps(self._manifest["images"]).encode())
+                digest.update(memoryview(np.ascontiguousarray(self.images(part.removeprefix("images:")))).cast("B"))
+            else:
+                raise UserError(f"unknown data part {part!r}: records, dictionary, embeddings or images:<spec>")
+            self._digests[part] = digest.hexdigest()[:16]
+        return self._digests[part]
 
     @cached_property
     def all_records(self) -> list[VQARecord]:

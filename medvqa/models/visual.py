@@ -109,10 +109,11 @@ def calibrate_batchnorm(encoder: VisualEncoder, images: Tensor, batch_size: int 
 
 
 class FeatureCache:
-    """Encodings of a frozen encoder stored on disk, keyed by (encoder identity, image id).
+    """Encodings of a frozen encoder stored on disk, keyed by (encoder identity, images, image id).
 
-    One file per encoder identity, ``<root>/<identity>.pt`` = {"ids": [...], "features": [N, D]};
-    missing images are encoded once and the file is rewritten atomically.
+    One file per encoder identity and image-cache digest, ``<root>/<identity>-<images>.pt`` =
+    {"ids": [...], "features": [N, D]}: the same image ids resized another way are other images.
+    Missing images are encoded once and the file is rewritten atomically.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -129,9 +130,9 @@ class FeatureCache:
         return dict(zip(stored["ids"], stored["features"]))
 
     def features(self, encoder: VisualEncoder, image_ids: Sequence[str],
-                 load_images: Callable[[list[str]], Tensor], batch_size: int = 64) -> Tensor:
+                 load_images: Callable[[list[str]], Tensor], images_digest: str, batch_size: int = 64) -> Tensor:
         """``[len(image_ids), D]`` encodings; images not cached yet are loaded, encoded and stored."""
-        identity = encoder.identity()
+        identity = f"{encoder.identity()}-{images_digest}"
         table = self.load(identity)
         missing = [i for i in dict.fromkeys(image_ids) if i not in table]
         if missing:

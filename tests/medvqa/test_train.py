@@ -110,20 +110,45 @@ def test_a_run_follows_its_data_not_its_path(synthetic, tmp_path, monkeypatch):
     cli_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16", "--seed", "1",
               "--image-specs", "gray84,gray128"])  # other data where the run's data used to be
     saved = (run / "config.yaml").read_text()
-    with pytest.raises(UserError, match="trained on other data"):
-        _qcr(data, run, "train.epochs=2")
+    with pytest.raises(UserError, match=r"trained on other data .*\(records, dictionary, images:gray128, images:gray84 differ\)"):
+        _qcr(data, run, "train.epochs=2", "train.eval_batch_size=7")
     with pytest.raises(UserError, match="trained on other data"):
         evaluate_main(["--run", str(run), "--data-root", str(data)])
     assert (run / "config.yaml").read_text() == saved  # the refused resume left the run as it was
     _qcr(moved, run, "train.epochs=2")  # the same data at a new path resumes, no --overwrite
     assert len(json.loads((run / "metrics.json").read_text())) == 2
+    with pytest.raises(UserError, match="trained on other data"):  # a finished run is not re-pointed either
+        _qcr(data, run, "train.epochs=2", "train.eval_batch_size=7")
+    assert "eval_batch_size: 7" not in (run / "config.yaml").read_text()
+    results = json.loads((run / "results_sound.json").read_text())
+    assert results["data"]["square_filter"] == "bicubic" and set(results["data"]["digests"]) == {
+        "records", "dictionary", "embeddings", "images:gray84", "images:gray128"}
 
 
-def test_fingerprint_ignores_provenance(synthetic, tmp_path):
-    again = tmp_path / "again"
-    cli_main(["prepare", "synthetic", "--out", str(again), "--synthetic-images", "16",
-              "--image-specs", "gray84,gray128"])
-    assert PreparedDataset(again).fingerprint == PreparedDataset(synthetic).fingerprint
+def test_run_from_before_data_digests_resumes_only_at_its_path(synthetic, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _interrupted_qcr(monkeypatch, synthetic, run, 1, "train.epochs=2")
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    del state["data_digests"]
+    torch.save(state, run / "checkpoints" / "last.pt")
+    with pytest.raises(UserError, match=f"records no data digests; .* data.root={synthetic}"):
+        _qcr(tmp_path / "elsewhere", run, "train.epochs=2")
+    _qcr(synthetic, run, "train.epochs=2")
+    assert len(json.loads((run / "metrics.json").read_text())) == 2
+
+
+def test_data_digests_follow_content_not_provenance(synthetic, tmp_path):
+    again, nearest = tmp_path / "again", tmp_path / "nearest"
+    for out, extra in ((again, []), (nearest, ["--resize-filter", "nearest"])):
+        cli_main(["prepare", "synthetic", "--out", str(out), "--synthetic-images", "16",
+                  "--image-specs", "gray84,gray128", *extra])
+    parts = ("records", "dictionary", "embeddings", "images:gray84", "images:gray128")
+    original = {part: PreparedDataset(synthetic).digest(part) for part in parts}
+    assert {part: PreparedDataset(again).digest(part) for part in parts} == original
+    changed = [part for part in parts if PreparedDataset(nearest).digest(part) != original[part]]
+    assert changed == ["images:gray84", "images:gray128"]
+    with pytest.raises(UserError, match="unknown data part"):
+        PreparedDataset(synthetic).digest("answers")
 
 
 def test_protocols_and_multi_run_summary(synthetic, tmp_path, capsys):

@@ -63,11 +63,13 @@ def test_feature_cache_encodes_each_image_once(tmp_path):
         return torch.stack([torch.full((1, 84, 84), float(i[-1]) / 10) for i in ids])
 
     cache = FeatureCache(tmp_path)
-    first = cache.features(enc, ["a1", "b2", "a1"], load)
-    again = FeatureCache(tmp_path).features(enc, ["b2", "c3"], load)
+    first = cache.features(enc, ["a1", "b2", "a1"], load, "bicubic-digest")
+    again = FeatureCache(tmp_path).features(enc, ["b2", "c3"], load, "bicubic-digest")
     assert calls == [["a1", "b2"], ["c3"]]
     assert first.shape == (3, 64) and torch.equal(first[1], again[0])
     assert torch.allclose(again[1], enc.encode(load(["c3"]))[0])
+    FeatureCache(tmp_path).features(enc, ["a1"], load, "nearest-digest")  # same ids, other images
+    assert calls[-1] == ["a1"]
     other = create_encoder("maml")  # different random weights -> different identity
     assert other.identity() != enc.identity()
 
