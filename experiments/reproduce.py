@@ -12,7 +12,8 @@ resize filter than the row's. ``report`` archives the light files of every evalu
 then builds from that archive Markdown and CSV tables (mean +- std over seeds, the schedule each
 number was measured with, the published number beside it) and plots accuracy-per-epoch curves and
 the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
-keeps the others' archived results; delete an archived run directory to drop it from the table.
+keeps the others' archived results. To drop a run from the table, delete its archived directory and
+the run itself (or report from another --runs folder), else the next report archives it again.
 """
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from medvqa import evaluate, train  # noqa: E402
-from medvqa.config import load_config, read_run_config  # noqa: E402
+from medvqa.config import load_config  # noqa: E402
+from medvqa.data import PreparedDataset  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
 
 PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")
@@ -72,25 +75,28 @@ ROWS: dict[str, Row] = {
 
 
 def schedule(run_dir: Path) -> str:
-    """How a run was trained, in words, from its resolved config and how far it got."""
-    config = read_run_config(run_dir)
+    """How a run was trained, in words, from its saved config and how far it got.
+
+    The config is read leniently (only the keys named here), so archived runs stay readable when
+    config keys are added or renamed later.
+    """
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    model, train_config = config.get("model") or {}, config.get("train") or {}
+    epochs = train_config.get("epochs")
     metrics = run_dir / "metrics.csv"
     done = len(pd.read_csv(metrics)) if metrics.is_file() else 0
-    branches = "frozen branches" if config.model.freeze_visual else "fine-tuned branches"
-    recipe = f"{config.train.epochs} epochs, {branches}{', bf16 autocast' if config.train.bf16 else ''}"
-    return recipe if done >= config.train.epochs else f"{recipe} (stopped after {done})"
+    branches = "frozen branches" if model.get("freeze_visual") else "fine-tuned branches"
+    recipe = f"{epochs} epochs, {branches}{', bf16 autocast' if train_config.get('bf16') else ''}"
+    return recipe if epochs is not None and done >= epochs else f"{recipe} (stopped after {done})"
 
 
 def check_resize_filter(name: str, data_root: Path) -> None:
     """Refuse data whose image caches were resized with another filter than the row states."""
-    summary = data_root / "summary.json"
-    if not summary.is_file():
-        raise UserError(f"{data_root} is not prepared data (no summary.json): run `medvqa prepare` first")
-    found = json.loads(summary.read_text()).get("square_filter", "bicubic")
+    found = PreparedDataset(data_root).summary.get("square_filter", "bicubic")
     wanted = ROWS[name].resize_filter
     if found != wanted:
-        raise UserError(f"row {name} needs data prepared with --resize-filter {wanted}, "
-                        f"but {summary} says {found}: pass --data {name.split('-')[0]}=DIR")
+        raise UserError(f"row {name} needs data prepared with --resize-filter {wanted}, but "
+                        f"{data_root / 'summary.json'} says {found}: pass --data {name.split('-')[0]}=DIR")
 
 
 def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overrides: list[str]) -> None:
@@ -114,14 +120,17 @@ def collect(runs: Path) -> pd.DataFrame:
     for path in sorted(runs.glob("*/s*/results_*.json")):
         result = json.loads(path.read_text())
         row = path.parent.parent.name
+        if row not in ROWS:
+            raise UserError(f"{path.parent.parent} is not a row of this script (renamed?): rename or delete it")
         if path.parent not in schedules:  # one run has several protocol files
             schedules[path.parent] = schedule(path.parent)
-            if row in ROWS and ROWS[row].resize_filter != "bicubic":
-                schedules[path.parent] += f", {ROWS[row].resize_filter} resize"
+            resize_filter = (result.get("data") or {}).get("square_filter") or ROWS[row].resize_filter
+            if resize_filter != "bicubic":
+                schedules[path.parent] += f", {resize_filter} resize"
         lines.append({"row": row, "seed": int(path.parent.name[1:]), "protocol": result["protocol"],
                       "open": result["open"], "closed": result["closed"], "overall": result["overall"],
                       "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
-                      "schedule": schedules[path.parent], "config": ROWS[row].config if row in ROWS else ""})
+                      "schedule": schedules[path.parent], "config": ROWS[row].config})
     return pd.DataFrame(lines)
 
 
@@ -133,11 +142,11 @@ def _mean_std(values: pd.Series) -> str:
 
 
 def table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean +- std over seeds per (row, protocol), with the published numbers beside."""
+    """Mean +- std over seeds per (row, protocol, schedule), with the published numbers beside."""
     lines = []
-    for (row, protocol), group in results.groupby(["row", "protocol"], sort=False):
-        published = ROWS[row].published.get(protocol) if row in ROWS else None
-        lines.append({"row": row, "protocol": protocol, "seeds": len(group), "schedule": group["schedule"].iloc[0],
+    for (row, protocol, recipe), group in results.groupby(["row", "protocol", "schedule"], sort=False):
+        published = ROWS[row].published.get(protocol)
+        lines.append({"row": row, "protocol": protocol, "seeds": len(group), "schedule": recipe,
                       **{k: _mean_std(group[k]) for k in ("open", "closed", "overall")},
                       "published": " / ".join("-" if v is None else f"{v}" for v in published) if published else "",
                       "config": group["config"].iloc[0]})
@@ -186,23 +195,32 @@ ARCHIVED = ("config.yaml", "metrics.csv", "results_*.json")
 
 
 def archive(runs: Path, archive_dir: Path) -> int:
-    """Copy the light files of every evaluated run under ``runs`` into ``archive_dir``; returns how many."""
+    """Copy the light files of every evaluated run under ``runs`` into ``archive_dir``; returns how many.
+
+    Each archived run is replaced whole (stale protocol files go) and only once its copy is complete.
+    """
+    if archive_dir.resolve() in (runs.resolve(), *runs.resolve().parents):
+        raise UserError(f"--runs {runs} is inside the archive {archive_dir}: archiving would replace the runs "
+                        "with their light files; pass the folder the runs were trained in")
     run_dirs = sorted({path.parent for path in runs.glob("*/s*/results_*.json")})
     for run_dir in run_dirs:
         target = archive_dir / run_dir.parent.name / run_dir.name
-        staging = target.with_name(f".{target.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
+        staging, retired = (target.with_name(f".{target.name}.{kind}") for kind in ("partial", "retired"))
+        for leftover in (staging, retired):
+            shutil.rmtree(leftover, ignore_errors=True)
         staging.mkdir(parents=True)
         for pattern in ARCHIVED:
             for path in run_dir.glob(pattern):
                 shutil.copy2(path, staging / path.name)
-        shutil.rmtree(target, ignore_errors=True)
+        if target.exists():
+            target.rename(retired)
         staging.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
     return len(run_dirs)
 
 
 def report(runs: Path, out: Path) -> pd.DataFrame:
-    archive(runs, out / "runs")
+    print(f"archived {archive(runs, out / 'runs')} runs from {runs} under {out / 'runs'}")
     results = collect(out / "runs")
     if results.empty:
         raise UserError(f"no results_*.json under {runs}/<row>/s<seed>/ or {out / 'runs'}: run some rows first")

@@ -33,9 +33,11 @@ def question_groups(raw_file: Path) -> dict[tuple[str, str], set[str]]:
         items = json.loads(raw_file.read_text(encoding="utf8"))
     except (OSError, json.JSONDecodeError) as error:
         raise UserError(f"cannot read {raw_file}: {error}") from None
+    if not isinstance(items, list):
+        raise UserError(f"{raw_file}: expected a list of QA objects (the raw VQA-RAD release)")
     groups: dict[tuple[str, str], set[str]] = {}
     for i, item in enumerate(items):
-        if "qid_linked_id" not in item or "image_name" not in item:
+        if not isinstance(item, dict) or "qid_linked_id" not in item or "image_name" not in item:
             raise UserError(f"{raw_file}: item {i} has no qid_linked_id / image_name (not the raw VQA-RAD release)")
         for field in WORDINGS:
             text = item.get(field)
@@ -57,6 +59,8 @@ def overlap_table(ds: PreparedDataset, groups: dict[tuple[str, str], set[str]] |
     """One line per (split, kind of overlap) with the percent of QA that overlap training."""
     train = ds.records("train")
     seen_answers = {(r.image_id, normalize_answer(r.answer)) for r in train}
+    if groups is not None:
+        train_groups = set().union(*(groups.get(_question_key(r.image_id, r.question), set()) for r in train))
     lines = []
     for split in ("val", "test"):
         records = ds.records(split)
@@ -64,8 +68,7 @@ def overlap_table(ds: PreparedDataset, groups: dict[tuple[str, str], set[str]] |
             continue
         same = shares(records, lambda r: (r.image_id, normalize_answer(r.answer)) in seen_answers)
         lines.append({"split": split, "QA": len(records), "overlap": "same image, same answer", **same})
-        if groups is not None:
-            train_groups = set().union(*(groups.get(_question_key(r.image_id, r.question), set()) for r in train))
+        if groups is not None:  # a QA whose wording is not in the raw file counts as not linked: a lower bound
             linked = shares(records, lambda r: bool(groups.get(_question_key(r.image_id, r.question), set())
                                                     & train_groups))
             unmatched = sum(_question_key(r.image_id, r.question) not in groups for r in records)

@@ -7,9 +7,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from medvqa import train
+from medvqa.errors import UserError
 from medvqa.cli import main as medvqa_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,15 +59,36 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     shutil.rmtree(archived)  # dropping a run from the table
     assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [1]
 
+    with pytest.raises(UserError, match="inside the archive"):  # would replace the runs with their light files
+        reproduce.report(tmp_path / "out" / "runs", tmp_path / "out")
+    assert (runs / "vqa_rad-mevf_ban-frozen" / "s0" / "checkpoints" / "last.pt").is_file()
+    (tmp_path / "out" / "runs" / "old-name").mkdir()
+    shutil.copytree(runs / "vqa_rad-mevf_ban-frozen" / "s0", tmp_path / "out" / "runs" / "old-name" / "s0")
+    with pytest.raises(UserError, match="old-name is not a row of this script"):
+        reproduce.report(runs, tmp_path / "out")
+
+
+@pytest.mark.parametrize("machine", ["cpu", "h100"])
+def test_committed_tables_rebuild_from_their_archive(reproduce, machine: str) -> None:
+    results = REPO / "experiments" / "results" / machine
+    rebuilt = reproduce.collect(results / "runs")
+    committed = pd.read_csv(results / "runs.csv")
+    assert len(rebuilt) == len(committed) > 0
+    columns = ["row", "seed", "protocol", "overall", "schedule"]
+    assert rebuilt[columns].astype(str).values.tolist() == committed[columns].astype(str).values.tolist()
+
 
 def test_row_refuses_data_resized_with_another_filter(reproduce, tmp_path: Path, capsys) -> None:
-    (tmp_path / "summary.json").write_text(json.dumps({"square_filter": "bicubic"}))
+    data = tmp_path / "data"
+    assert medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16",
+                        "--image-specs", "gray84"]) == 0
     status = reproduce.main(["run", "vqa_rad-mevf_ban-frozen-nearest", "--runs", str(tmp_path / "runs"),
-                             "--data", f"vqa_rad={tmp_path}"])
+                             "--data", f"vqa_rad={data}"])
     assert status == 2 and not (tmp_path / "runs").exists()
     assert "needs data prepared with --resize-filter nearest" in capsys.readouterr().err
-    assert reproduce.main(["run", "vqa_rad-mevf_ban-frozen", "--data", f"vqa_rad={tmp_path / 'none'}"]) == 2
-    assert "no summary.json" in capsys.readouterr().err
+    assert reproduce.main(["run", "vqa_rad-mevf_ban-frozen", "--runs", str(tmp_path / "runs"),
+                           "--data", f"vqa_rad={tmp_path / 'none'}"]) == 2
+    assert "is not a prepared dataset" in capsys.readouterr().err
 
 
 def test_report_without_runs(reproduce, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from medvqa.cli import main as medvqa_main
-from medvqa.data import PreparedDataset, normalize_answer
+from medvqa.data import PreparedDataset, VQARecord, normalize_answer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,11 +34,21 @@ def data(tmp_path_factory) -> Path:
 def test_same_image_same_answer_share(split_overlap, data: Path) -> None:
     ds = PreparedDataset(data)
     seen = {(r.image_id, normalize_answer(r.answer)) for r in ds.records("train")}
-    test = ds.records("test")
-    expected = 100 * sum((r.image_id, normalize_answer(r.answer)) in seen for r in test) / len(test)
     lines = split_overlap.overlap_table(ds)
     assert [line["split"] for line in lines] == ["val", "test"]
-    assert lines[1]["all"] == pytest.approx(expected) and lines[1]["QA"] == len(test)
+    for line in lines:
+        records = ds.records(line["split"])
+        expected = 100 * sum((r.image_id, normalize_answer(r.answer)) in seen for r in records) / len(records)
+        assert line["all"] == pytest.approx(expected) and line["QA"] == len(records)
+    assert lines[0]["all"] > 0  # synthetic validation QA share images and answers with training
+
+
+def test_shares_by_answer_type(split_overlap) -> None:
+    records = [VQARecord(str(i), "img", "q", "a", kind, "PRES", "test") for i, kind in
+               enumerate(["OPEN", "OPEN", "CLOSED", "CLOSED", "CLOSED"])]
+    flags = {"0": True, "1": False, "2": True, "3": True, "4": False}
+    share = split_overlap.shares(records, lambda r: flags[r.qid])
+    assert share == {"all": 60.0, "OPEN": 50.0, "CLOSED": pytest.approx(200 / 3)}
 
 
 def test_question_groups_link_wordings_across_splits(split_overlap, data: Path, tmp_path: Path, capsys) -> None:
@@ -57,3 +67,6 @@ def test_question_groups_link_wordings_across_splits(split_overlap, data: Path, 
     (tmp_path / "bad.json").write_text(json.dumps([{"question": "x"}]))
     assert split_overlap.main(["--data", str(data), "--linked", str(tmp_path / "bad.json")]) == 2
     assert "item 0 has no qid_linked_id" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text(json.dumps({"qid_linked_id": "x"}))
+    assert split_overlap.main(["--data", str(data), "--linked", str(tmp_path / "bad.json")]) == 2
+    assert "expected a list of QA objects" in capsys.readouterr().err
