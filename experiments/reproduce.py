@@ -10,7 +10,8 @@ continued) and evaluates it under every protocol of the row; it refuses data pre
 resize filter than the row's. ``report`` archives the light files of every evaluated run
 (``config.yaml``, ``metrics.csv``, ``results_<protocol>.json``) under ``OUT/runs/<row>/s<seed>/``,
 then builds from that archive Markdown and CSV tables (mean +- std over seeds, the schedule each
-number was measured with, the published number beside it) and plots accuracy-per-epoch curves and
+number was measured with, the published number beside it), an ablation table (``ablation.md``: the
+change each of ``ABLATIONS`` makes, over the seeds of both rows) and plots accuracy-per-epoch curves and
 the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
 keeps the others' archived results. To drop a run from the table, delete its archived directory and
 the run itself (or report from another --runs folder), else the next report archives it again.
@@ -56,6 +57,9 @@ ROWS: dict[str, Row] = {
     "vqa_rad-mevf_ban-all-train": Row("configs/vqa_rad/mevf_ban.yaml", ("pubmedclip-legacy", "mevf-legacy"),
                                       {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
                                       ("data.train_splits=[train,val]",)),
+    "vqa_rad-mevf_ban-nearest": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS,
+                                    {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
+                                    resize_filter="nearest"),
     "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
     "vqa_rad-mevf_ban-frozen-nearest": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, resize_filter="nearest"),
     "vqa_rad-mevf_ban-frozen-bf16": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, overrides=("train.bf16=true",)),
@@ -72,6 +76,29 @@ ROWS: dict[str, Row] = {
                                      {"pubmedclip-legacy": (76.8, 80.6, 78.3)}, ("data.answer_vocab=train+test",)),
     "slake-qcr-frozen": Row("configs/slake/qcr_frozen.yaml", ("sound",)),
 }
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Two rows that differ in one choice: the report gives the variant's change per protocol."""
+
+    change: str
+    base: str
+    variant: str
+
+
+FROZEN = "freeze the visual branches (published weights, cached features)"
+ABLATIONS = (
+    Ablation(FROZEN, "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-frozen"),
+    Ablation(FROZEN, "slake-mevf_ban", "slake-mevf_ban-frozen"),
+    Ablation(FROZEN, "vqa_rad-qcr", "vqa_rad-qcr-frozen"),
+    Ablation(FROZEN, "slake-qcr", "slake-qcr-frozen"),
+    Ablation("train on all of train (validation tenth included)", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-all-train"),
+    Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-nearest"),
+    Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban-frozen",
+             "vqa_rad-mevf_ban-frozen-nearest"),
+    Ablation("bf16 autocast", "vqa_rad-mevf_ban-frozen", "vqa_rad-mevf_ban-frozen-bf16"),
+)
 
 
 def schedule(run_dir: Path) -> str:
@@ -153,6 +180,29 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Each ablation whose two rows both have finished runs: mean +- std of each, and the change.
+
+    The change is the difference of the means over all seeds of each row; ``paired`` counts the seeds
+    both rows ran, whose per-seed differences give ``change std`` (blank under two paired seeds).
+    """
+    finished = results[~results["schedule"].str.contains("stopped after")]
+    lines = []
+    for ablation in ABLATIONS:
+        base, variant = (finished[finished["row"] == name] for name in (ablation.base, ablation.variant))
+        for protocol in [p for p in PROTOCOLS if p in set(base["protocol"]) & set(variant["protocol"])]:
+            a = base[base["protocol"] == protocol].set_index("seed")
+            b = variant[variant["protocol"] == protocol].set_index("seed")
+            paired = (b["overall"] - a["overall"]).dropna()
+            lines.append({"change": ablation.change, "base": ablation.base, "variant": ablation.variant,
+                          "protocol": protocol, "base seeds": len(a), "variant seeds": len(b),
+                          "base overall": _mean_std(a["overall"]), "variant overall": _mean_std(b["overall"]),
+                          **{f"change {k}": f"{b[k].mean() - a[k].mean():+.1f}" for k in ("open", "closed", "overall")},
+                          "paired": len(paired),
+                          "change std": f"{paired.std(ddof=1):.1f}" if len(paired) > 1 else ""})
+    return pd.DataFrame(lines)
+
+
 def plot_curves(runs: Path, out: Path) -> None:
     """Validation and test accuracy per epoch for every run."""
     run_dirs = sorted(p for p in runs.glob("*/s*") if (p / "metrics.csv").is_file())
@@ -228,6 +278,9 @@ def report(runs: Path, out: Path) -> pd.DataFrame:
     results.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(markdown(summary))
+    ablations = ablation_table(results)
+    ablations.to_csv(out / "ablation.csv", index=False)
+    (out / "ablation.md").write_text(markdown(ablations) if not ablations.empty else "no ablation has both rows\n")
     plot_curves(out / "runs", out)
     plot_spread(results, out)
     return summary

@@ -5,8 +5,12 @@ the real-data tests skip with one line; with ``CI=true`` a missing root fails th
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -28,6 +32,18 @@ def data_root() -> Path:
             pytest.fail(message + "; CI=true requires it")
         pytest.skip(message)
     return root
+
+
+@pytest.fixture(scope="session")
+def experiment() -> Callable[[str], ModuleType]:
+    """Imports a script of ``experiments/`` (a folder of scripts, not a package): ``experiment("reproduce")``."""
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "experiments" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

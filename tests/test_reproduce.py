@@ -1,10 +1,8 @@
 """experiments/reproduce.py: tables and plots collected from run directories."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "experiments" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module
-    spec.loader.exec_module(module)
-    return module
+def reproduce(experiment):
+    return experiment("reproduce")
 
 
 def test_rows_point_at_existing_configs(reproduce) -> None:
@@ -48,6 +42,7 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     table = (tmp_path / "out" / "table.md").read_text()
     assert table.startswith("| row | protocol |") and "vqa_rad-mevf_ban-frozen" in table
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0 and (tmp_path / "out" / "seed_spread.png").is_file()
+    assert (tmp_path / "out" / "ablation.md").read_text() == "no ablation has both rows\n"
     runs_csv = (tmp_path / "out" / "runs.csv").read_text().splitlines()
     assert len(runs_csv) == 3
     assert json.loads((runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json").read_text())["protocol"] == "sound"
@@ -66,6 +61,24 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     shutil.copytree(runs / "vqa_rad-mevf_ban-frozen" / "s0", tmp_path / "out" / "runs" / "old-name" / "s0")
     with pytest.raises(UserError, match="old-name is not a row of this script"):
         reproduce.report(runs, tmp_path / "out")
+
+
+def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) -> None:
+    def result(row: str, seed: int, overall: float, schedule: str = "20 epochs") -> dict:
+        return {"row": row, "seed": seed, "protocol": "sound", "open": overall - 10, "closed": overall + 10,
+                "overall": overall, "schedule": schedule}
+
+    results = pd.DataFrame([result("vqa_rad-mevf_ban", 1, 60.0), result("vqa_rad-mevf_ban", 2, 62.0),
+                            result("vqa_rad-mevf_ban-frozen", 1, 50.0), result("vqa_rad-mevf_ban-frozen", 2, 51.0),
+                            result("vqa_rad-mevf_ban-frozen", 3, 55.0),
+                            result("vqa_rad-mevf_ban-nearest", 1, 99.0, "20 epochs (stopped after 3)")])
+    table = reproduce.ablation_table(results)
+    assert len(table) == 1  # the unfinished nearest run is left out; bf16 and all-train have no runs
+    line = table.iloc[0]
+    assert (line["base"], line["variant"], line["protocol"]) == ("vqa_rad-mevf_ban", "vqa_rad-mevf_ban-frozen", "sound")
+    assert (line["base seeds"], line["variant seeds"], line["paired"]) == (2, 3, 2)
+    assert line["base overall"] == "61.0 +- 1.4" and line["change overall"] == "-9.0"
+    assert line["change open"] == "-9.0" and line["change std"] == "0.7"  # means 61 and 52; paired -10, -11
 
 
 @pytest.mark.parametrize("machine", ["cpu", "h100"])

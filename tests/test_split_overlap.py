@@ -1,9 +1,7 @@
 """experiments/split_overlap.py: the share of evaluation QA that overlaps training."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,16 +9,10 @@ import pytest
 from medvqa.cli import main as medvqa_main
 from medvqa.data import PreparedDataset, VQARecord, normalize_answer
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def split_overlap():
-    spec = importlib.util.spec_from_file_location("split_overlap", REPO / "experiments" / "split_overlap.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["split_overlap"] = module
-    spec.loader.exec_module(module)
-    return module
+def split_overlap(experiment):
+    return experiment("split_overlap")
 
 
 @pytest.fixture(scope="module")
