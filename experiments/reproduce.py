@@ -3,7 +3,7 @@
     python experiments/reproduce.py list
     python experiments/reproduce.py run ROW [--seeds 1204,1,2] [--runs runs/repro] [--data vqa_rad=DIR] [key=value ...]
         (key=value: config overrides for every seed, e.g. train.device=cuda train.epochs=5)
-    python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results]
+    python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results] [--readme README.md]
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
 continued) and evaluates it under every protocol of the row; it refuses data prepared with another
@@ -15,11 +15,13 @@ change each of ``ABLATIONS`` makes, over the seeds of both rows) and plots accur
 the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
 keeps the others' archived results. To drop a run from the table, delete its archived directory and
 the run itself (or report from another --runs folder), else the next report archives it again.
+``--readme`` copies the new tables into the blocks of a Markdown file that quote them (``update_readme``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -36,8 +38,10 @@ from medvqa import evaluate, train  # noqa: E402
 from medvqa.config import load_config  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
+from medvqa.files import write_text_atomic  # noqa: E402
 
-PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")
+PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")  # evaluation order: results.json ends as sound's
+SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,13 @@ def _mean_std(values: pd.Series) -> str:
 
 
 def table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean +- std over seeds per (row, protocol, schedule), with the published numbers beside."""
+    """Mean +- std over seeds per (row, protocol, schedule), with the published numbers beside.
+
+    Lines follow the order of ``ROWS``, then ``SHOWN_ORDER``.
+    """
+    rank = {name: i for i, name in enumerate(ROWS)}
+    results = results.sort_values(["row", "protocol"], kind="stable",
+                                  key=lambda column: column.map(rank if column.name == "row" else SHOWN_ORDER.index))
     lines = []
     for (row, protocol, recipe), group in results.groupby(["row", "protocol", "schedule"], sort=False):
         published = ROWS[row].published.get(protocol)
@@ -184,38 +194,40 @@ def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
     """Each ablation whose two rows both have finished runs: mean +- std of each, and the change.
 
     The change is the difference of the means over all seeds of each row; ``paired`` counts the seeds
-    both rows ran, whose per-seed differences give ``change std`` (blank under two paired seeds).
+    both rows ran, and the std of their per-seed changes follows in brackets when there are two or more.
     """
     finished = results[~results["schedule"].str.contains("stopped after")]
     lines = []
     for ablation in ABLATIONS:
         base, variant = (finished[finished["row"] == name] for name in (ablation.base, ablation.variant))
-        for protocol in [p for p in PROTOCOLS if p in set(base["protocol"]) & set(variant["protocol"])]:
+        for protocol in [p for p in SHOWN_ORDER if p in set(base["protocol"]) & set(variant["protocol"])]:
             a = base[base["protocol"] == protocol].set_index("seed")
             b = variant[variant["protocol"] == protocol].set_index("seed")
             paired = (b["overall"] - a["overall"]).dropna()
             lines.append({"change": ablation.change, "base": ablation.base, "variant": ablation.variant,
-                          "protocol": protocol, "base seeds": len(a), "variant seeds": len(b),
-                          "base overall": _mean_std(a["overall"]), "variant overall": _mean_std(b["overall"]),
-                          **{f"change {k}": f"{b[k].mean() - a[k].mean():+.1f}" for k in ("open", "closed", "overall")},
-                          "paired": len(paired),
-                          "change std": f"{paired.std(ddof=1):.1f}" if len(paired) > 1 else ""})
+                          "protocol": protocol,
+                          "base overall (seeds)": f"{_mean_std(a['overall'])} ({len(a)})",
+                          "variant overall (seeds)": f"{_mean_std(b['overall'])} ({len(b)})",
+                          "change open / closed / overall": " / ".join(
+                              f"{b[k].mean() - a[k].mean():+.1f}" for k in ("open", "closed", "overall")),
+                          "paired": f"{len(paired)}" + (f" ({paired.std(ddof=1):.1f})" if len(paired) > 1 else "")})
     return pd.DataFrame(lines)
 
 
 def plot_curves(runs: Path, out: Path) -> None:
-    """Validation and test accuracy per epoch for every run."""
+    """Validation (solid) and test (dashed) accuracy per epoch of every run, one panel per row."""
     run_dirs = sorted(p for p in runs.glob("*/s*") if (p / "metrics.csv").is_file())
     if not run_dirs:
         return
-    rows = sorted({p.parent.name for p in run_dirs})
+    rows = [name for name in ROWS if name in {p.parent.name for p in run_dirs}]
     figure, axes = plt.subplots(len(rows), 1, figsize=(7, 2.6 * len(rows)), squeeze=False)
     for axis, row in zip(axes[:, 0], rows):
-        for run_dir in (p for p in run_dirs if p.parent.name == row):
+        for colour, run_dir in enumerate(p for p in run_dirs if p.parent.name == row):  # one colour per seed
             metrics = pd.read_csv(run_dir / "metrics.csv")
             if "val_overall" in metrics:  # absent when the run trains on its validation split too
-                axis.plot(metrics["epoch"], metrics["val_overall"], label=f"{run_dir.name} val")
-            axis.plot(metrics["epoch"], metrics["test_overall"], "--", label=f"{run_dir.name} test")
+                axis.plot(metrics["epoch"], metrics["val_overall"], color=f"C{colour}", label=f"{run_dir.name} val")
+            axis.plot(metrics["epoch"], metrics["test_overall"], "--", color=f"C{colour}",
+                      label=f"{run_dir.name} test")
         axis.set_title(row, fontsize=9)
         axis.set_ylabel("overall %")
         axis.legend(fontsize=7, ncol=2)
@@ -274,16 +286,46 @@ def report(runs: Path, out: Path) -> pd.DataFrame:
     results = collect(out / "runs")
     if results.empty:
         raise UserError(f"no results_*.json under {runs}/<row>/s<seed>/ or {out / 'runs'}: run some rows first")
-    summary = table(results)
-    results.to_csv(out / "runs.csv", index=False)
-    summary.to_csv(out / "table.csv", index=False)
-    (out / "table.md").write_text(markdown(summary))
-    ablations = ablation_table(results)
-    ablations.to_csv(out / "ablation.csv", index=False)
-    (out / "ablation.md").write_text(markdown(ablations) if not ablations.empty else "no ablation has both rows\n")
+    summary, ablations = table(results), ablation_table(results)
+    write_text_atomic(out / "runs.csv", results.to_csv(index=False))
+    write_text_atomic(out / "table.csv", summary.to_csv(index=False))
+    write_text_atomic(out / "table.md", markdown(summary))
+    write_text_atomic(out / "ablation.csv", ablations.to_csv(index=False))
+    write_text_atomic(out / "ablation.md", markdown(ablations) if not ablations.empty else "no ablation has both rows\n")
     plot_curves(out / "runs", out)
     plot_spread(results, out)
     return summary
+
+
+README_BLOCK = re.compile(r"(<!-- reproduce: (\S+) -->\n).*?(?=<!-- /reproduce -->)", re.S)
+
+
+def update_readme(readme: Path, out: Path) -> int:
+    """Refresh every block of ``readme`` that quotes a file of ``out``; returns how many.
+
+    A block is ``<!-- reproduce: experiments/results/cpu/table.md -->``, the file's text between
+    blank lines, then ``<!-- /reproduce -->``; the path is relative to the README's folder.
+    """
+    if not readme.is_file():
+        raise UserError(f"--readme {readme} is not a file")
+    text, updated = readme.read_text(), 0
+
+    def quote(match: re.Match) -> str:
+        nonlocal updated
+        path = (readme.parent / match[2]).resolve()
+        if path.parent != out.resolve():
+            return match[0]
+        if not path.is_file():
+            raise UserError(f"{readme} quotes {match[2]}, which the report did not write")
+        updated += 1
+        return f"{match[1]}\n{path.read_text()}\n"  # blank lines: Markdown sees a table, not HTML
+
+    text = README_BLOCK.sub(quote, text)
+    if not updated:
+        raise UserError(f"{readme} has no block quoting a file of {out}: add '<!-- reproduce: "
+                        f"{out}/table.md -->' and '<!-- /reproduce -->' on lines of their own")
+    write_text_atomic(readme, text)
+    return updated
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -305,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report")
     rep.add_argument("--runs", type=Path, default=Path("runs/repro"))
     rep.add_argument("--out", type=Path, default=Path("experiments/results"))
+    rep.add_argument("--readme", type=Path, help="also refresh the blocks of this file that quote the report's files")
     args, extra = parser.parse_known_args(argv)
     overrides = [item for item in extra if "=" in item and not item.startswith("-")]
     if args.command != "run" and extra or len(overrides) != len(extra):
@@ -318,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             run_row(args.row, [int(s) for s in args.seeds.split(",")], args.runs, data, overrides)
         else:
             print(report(args.runs, args.out).to_string(index=False))
+            if args.readme:
+                print(f"refreshed {update_readme(args.readme, args.out)} blocks of {args.readme}")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,7 +6,6 @@ names the key and the file.
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from medvqa.errors import UserError
+from medvqa.files import write_text_atomic
 
 PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
 # Settings that say where and how fast a run goes, not what it learns: changing them between the
@@ -169,7 +169,4 @@ def read_run_config(run_dir: str | Path) -> Config:
 
 def save_config(config: Config, path: str | Path) -> None:
     """Write ``config`` as YAML atomically (a temporary file renamed over ``path``)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

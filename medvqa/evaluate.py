@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 
 from medvqa.config import read_run_config
 from medvqa.errors import UserError
+from medvqa.files import write_text_atomic
 from medvqa.experiment import build_experiment, build_type_classifier, predict, predict_open
 from medvqa.metrics import prediction_frame, summarize
 
@@ -46,9 +46,7 @@ PROTOCOLS = {
 
 
 def _write_json(data: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "auto",
@@ -98,8 +96,9 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
                "data": {"square_filter": exp.ds.summary.get("square_filter"), "digests": exp.data_digests}}
     _write_json(results, run_dir / f"results_{protocol}.json")
     _write_json(results, run_dir / "results.json")
-    frame.to_csv(run_dir / f"predictions_{protocol}.csv", index=False)
-    frame.to_csv(run_dir / "predictions.csv", index=False)
+    predictions = frame.to_csv(index=False)
+    write_text_atomic(run_dir / f"predictions_{protocol}.csv", predictions)
+    write_text_atomic(run_dir / "predictions.csv", predictions)
     print(f"{run_dir} [{protocol}, epoch {state['epoch']}]: open {results['open']} closed {results['closed']} "
           f"overall {results['overall']} (n_open {results['n_open']}, n_closed {results['n_closed']}, "
           f"unanswerable {results['n_unanswerable']})")

@@ -34,6 +34,7 @@ from medvqa.batches import one_hot
 from medvqa.config import Config, load_config, save_config, strip_runtime
 from medvqa.data import PreparedDataset
 from medvqa.errors import UserError
+from medvqa.files import write_text_atomic
 from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, forward, predict,
                                predict_open)
 from medvqa.metrics import accuracy, prediction_frame
@@ -180,10 +181,8 @@ def evaluate_epoch(exp: Experiment, router: nn.Module | None) -> dict[str, float
 
 def write_metrics(history: list[dict], out: Path) -> None:
     """``metrics.csv`` and ``metrics.json``, each written to a temporary file and renamed."""
-    pd.DataFrame(history).to_csv(out / ".metrics.csv.tmp", index=False)
-    os.replace(out / ".metrics.csv.tmp", out / "metrics.csv")
-    (out / ".metrics.json.tmp").write_text(json.dumps(history, indent=1) + "\n")
-    os.replace(out / ".metrics.json.tmp", out / "metrics.json")
+    write_text_atomic(out / "metrics.csv", pd.DataFrame(history).to_csv(index=False))
+    write_text_atomic(out / "metrics.json", json.dumps(history, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -76,9 +77,39 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) 
     assert len(table) == 1  # the unfinished nearest run is left out; bf16 and all-train have no runs
     line = table.iloc[0]
     assert (line["base"], line["variant"], line["protocol"]) == ("vqa_rad-mevf_ban", "vqa_rad-mevf_ban-frozen", "sound")
-    assert (line["base seeds"], line["variant seeds"], line["paired"]) == (2, 3, 2)
-    assert line["base overall"] == "61.0 +- 1.4" and line["change overall"] == "-9.0"
-    assert line["change open"] == "-9.0" and line["change std"] == "0.7"  # means 61 and 52; paired -10, -11
+    assert line["base overall (seeds)"] == "61.0 +- 1.4 (2)" and line["variant overall (seeds)"] == "52.0 +- 2.6 (3)"
+    assert line["change open / closed / overall"] == "-9.0 / -9.0 / -9.0"  # means 61 and 52
+    assert line["paired"] == "2 (0.7)"  # per-seed changes -10 and -11
+
+
+def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
+    out = tmp_path / "results" / "cpu"
+    out.mkdir(parents=True)
+    (out / "table.md").write_text("| a |\n|---|\n| 1 |\n")
+    readme = tmp_path / "README.md"
+    other = "<!-- reproduce: results/h100/table.md -->\nkept\n<!-- /reproduce -->\n"
+    readme.write_text(f"# Title\n<!-- reproduce: results/cpu/table.md -->\nstale\n<!-- /reproduce -->\nprose\n{other}")
+    assert reproduce.update_readme(readme, out) == 1
+    assert readme.read_text() == ("# Title\n<!-- reproduce: results/cpu/table.md -->\n\n| a |\n|---|\n| 1 |\n\n"
+                                  f"<!-- /reproduce -->\nprose\n{other}")
+    assert reproduce.update_readme(readme, out) == 1 and readme.read_text().count("| 1 |") == 1  # idempotent
+
+    readme.write_text("no blocks\n")
+    with pytest.raises(UserError, match="has no block quoting a file of"):
+        reproduce.update_readme(readme, out)
+    readme.write_text("<!-- reproduce: results/cpu/missing.md -->\n<!-- /reproduce -->\n")
+    with pytest.raises(UserError, match="quotes results/cpu/missing.md, which the report did not write"):
+        reproduce.update_readme(readme, out)
+    assert readme.read_text() == "<!-- reproduce: results/cpu/missing.md -->\n<!-- /reproduce -->\n"
+
+
+def test_readme_quotes_the_committed_tables(reproduce) -> None:
+    blocks = reproduce.README_BLOCK.findall((REPO / "README.md").read_text())
+    assert len(blocks) >= 3
+    for _, quoted in blocks:
+        block = re.search(rf"<!-- reproduce: {re.escape(quoted)} -->\n(.*?)<!-- /reproduce -->",
+                          (REPO / "README.md").read_text(), re.S)[1]
+        assert block.strip() == (REPO / quoted).read_text().strip(), f"README block {quoted} is stale: report --readme"
 
 
 @pytest.mark.parametrize("machine", ["cpu", "h100"])
