@@ -55,15 +55,12 @@ class Row:
     resize_filter: str = "bicubic"  # of the square gray image caches the data was prepared with
 
 
+MEVF_BAN_RAD = {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)}  # published
 ROWS: dict[str, Row] = {
-    "vqa_rad-mevf_ban": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS,
-                            {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)}),
+    "vqa_rad-mevf_ban": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS, MEVF_BAN_RAD),
     "vqa_rad-mevf_ban-all-train": Row("configs/vqa_rad/mevf_ban.yaml", ("pubmedclip-legacy", "mevf-legacy"),
-                                      {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
-                                      ("data.train_splits=[train,val]",)),
-    "vqa_rad-mevf_ban-nearest": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS,
-                                    {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)},
-                                    resize_filter="nearest"),
+                                      MEVF_BAN_RAD, ("data.train_splits=[train,val]",)),
+    "vqa_rad-mevf_ban-nearest": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS, MEVF_BAN_RAD, resize_filter="nearest"),
     "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
     "vqa_rad-mevf_ban-frozen-nearest": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, resize_filter="nearest"),
     "vqa_rad-mevf_ban-frozen-bf16": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, overrides=("train.bf16=true",)),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import time
@@ -34,7 +33,7 @@ from medvqa.batches import one_hot
 from medvqa.config import Config, load_config, save_config, strip_runtime
 from medvqa.data import PreparedDataset
 from medvqa.errors import UserError
-from medvqa.files import write_text_atomic
+from medvqa.files import replace_atomic, write_text_atomic
 from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, forward, predict,
                                predict_open)
 from medvqa.metrics import accuracy, prediction_frame
@@ -52,9 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def save_atomic(payload: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    replace_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
