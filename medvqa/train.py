@@ -16,6 +16,7 @@ broken one; running the same command again resumes after the last finished epoch
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import shutil
@@ -101,7 +102,11 @@ def lr_at(epoch: int, config: Config) -> float:
 
 
 def train_type_classifier(exp: Experiment, out: Path) -> nn.Module:
-    """Fit (or reload) the closed/open question classifier; the epoch with the best validation accuracy is kept."""
+    """Fit (or reload) the closed/open question classifier; the epoch with the best validation accuracy is kept.
+
+    The file is written once, after the last epoch, so a run interrupted while fitting refits from the start
+    instead of reloading a half-trained classifier.
+    """
     path = out / "type_classifier.pt"
     model = build_type_classifier(exp)
     if path.exists():
@@ -112,7 +117,7 @@ def train_type_classifier(exp: Experiment, out: Path) -> nn.Module:
     torch.manual_seed(exp.config.train.seed + 2)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(exp.config.train.seed + 2)
-    best = -1.0
+    best: dict = {"accuracy": -1.0}
     for epoch in range(cfg.epochs):
         model.train()
         for idx in train.batches(cfg.batch_size, generator):
@@ -122,10 +127,10 @@ def train_type_classifier(exp: Experiment, out: Path) -> nn.Module:
             optimizer.step()
         acc = (predict_open(model, check.tokens) == check.is_open).float().mean().item() * 100
         print(f"type classifier epoch {epoch}: {'val' if len(val) else 'train'} accuracy {acc:.2f}")
-        if acc > best:
-            best = acc
-            save_atomic({"format": FORMAT_VERSION, "model": model.state_dict(), "epoch": epoch, "accuracy": acc}, path)
-    model.load_state_dict(load_checkpoint(path)["model"])
+        if acc > best["accuracy"]:
+            best = {"format": FORMAT_VERSION, "model": copy.deepcopy(model.state_dict()), "epoch": epoch, "accuracy": acc}
+    save_atomic(best, path)
+    model.load_state_dict(best["model"])
     return model
 
 

@@ -77,6 +77,26 @@ def test_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_type_classifier_interrupted_while_fitting_is_refit(synthetic, tmp_path, monkeypatch):
+    _qcr(synthetic, tmp_path / "straight", "train.epochs=1")
+    real_predict_open, calls = train_module.predict_open, []
+
+    def crash_in_second_epoch(model, tokens):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_predict_open(model, tokens)
+
+    monkeypatch.setattr(train_module, "predict_open", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _qcr(synthetic, tmp_path / "resumed", "train.epochs=1")
+    assert not (tmp_path / "resumed" / "type_classifier.pt").exists()  # no half-fitted classifier to reload
+    monkeypatch.setattr(train_module, "predict_open", real_predict_open)
+    _qcr(synthetic, tmp_path / "resumed", "train.epochs=1")
+    a, b = (torch.load(run / "type_classifier.pt", weights_only=True) for run in (tmp_path / "straight", tmp_path / "resumed"))
+    assert a["epoch"] == b["epoch"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
 def test_run_directory_rules(synthetic, tmp_path, capsys):
     run = tmp_path / "run"
     _qcr(synthetic, run, "train.epochs=1")
