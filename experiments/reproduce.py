@@ -38,7 +38,7 @@ from medvqa import evaluate, train  # noqa: E402
 from medvqa.config import load_config  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
-from medvqa.files import write_text_atomic  # noqa: E402
+from pubmedclip.files import write_text_atomic  # noqa: E402
 
 PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")  # evaluation order: results.json ends as sound's
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first

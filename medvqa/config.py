@@ -5,8 +5,6 @@ names the key and the file.
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,8 @@ from typing import Any
 import yaml
 
 from medvqa.errors import UserError
-from medvqa.files import write_text_atomic
+from pubmedclip.files import write_text_atomic
+from pubmedclip.yaml_config import build, load_dataclass, read_yaml_mapping
 
 PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
 # Settings that say where and how fast a run goes, not what it learns: changing them between the
@@ -92,71 +91,9 @@ def strip_runtime(data: dict[str, Any]) -> dict[str, Any]:
             if isinstance(values, dict) else values for section, values in data.items()}
 
 
-def _check(value: Any, kind: Any, key: str, where: str) -> Any:
-    """``value`` converted to ``kind`` (a dataclass or a simple type), or a UserError naming ``key``."""
-    origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise UserError(f"{where}: {key} must be a mapping, got {value!r}")
-        hints = typing.get_type_hints(kind)
-        unknown = [k for k in value if k not in hints]
-        if unknown:
-            prefix = f"{key}." if key else ""
-            raise UserError(f"{where}: unknown key {prefix}{unknown[0]} (known: {', '.join(hints)})")
-        return kind(**{k: _check(v, hints[k], f"{key}.{k}" if key else k, where) for k, v in value.items()})
-    if origin is list:
-        if not isinstance(value, list):
-            raise UserError(f"{where}: {key} must be a list, got {value!r}")
-        (item,) = typing.get_args(kind)
-        return [_check(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UserError(f"{where}: {key} must be a mapping, got {value!r}")
-        _, item = typing.get_args(kind)
-        return {str(k): _check(v, item, f"{key}.{k}", where) for k, v in value.items()}
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is str and value is None:
-        return ""
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def apply_override(data: dict[str, Any], override: str) -> None:
-    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (``0.1``, ``true``, ``[1, 2]``)."""
-    key, sep, raw = override.partition("=")
-    if not sep or not key:
-        raise UserError(f"override {override!r}: expected key=value, e.g. train.epochs=2")
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"override {override!r}: {part} is not a section")
-    try:
-        node[leaf] = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        node[leaf] = raw
-
-
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (``None``: defaults), apply overrides, validate into ``Config``."""
-    data: dict[str, Any] = {}
-    where = "config"
-    if path is not None:
-        path = Path(path)
-        where = str(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    for override in overrides:
-        apply_override(data, override)
-        where = f"{where} (with overrides)" if "overrides" not in where else where
-    return _check(data, Config, "", where)
+    return load_dataclass(Config, path, overrides)
 
 
 def read_run_config(run_dir: str | Path) -> Config:
@@ -164,7 +101,7 @@ def read_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    return _check(yaml.safe_load(path.read_text()), Config, "", str(path))
+    return build(Config, read_yaml_mapping(path), str(path))
 
 
 def save_config(config: Config, path: str | Path) -> None:

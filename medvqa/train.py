@@ -34,10 +34,10 @@ from medvqa.batches import one_hot
 from medvqa.config import Config, load_config, save_config, strip_runtime
 from medvqa.data import PreparedDataset
 from medvqa.errors import UserError
-from medvqa.files import replace_atomic, write_text_atomic
 from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, forward, predict,
                                predict_open)
 from medvqa.metrics import accuracy, prediction_frame
+from pubmedclip.files import torch_save_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 
@@ -49,10 +49,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="discard a run with a different config in --out")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.epochs=2 data.root=DIR")
     return parser.parse_args(argv)
-
-
-def save_atomic(payload: dict, path: Path) -> None:
-    replace_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -129,7 +125,7 @@ def train_type_classifier(exp: Experiment, out: Path) -> nn.Module:
         print(f"type classifier epoch {epoch}: {'val' if len(val) else 'train'} accuracy {acc:.2f}")
         if acc > best["accuracy"]:
             best = {"format": FORMAT_VERSION, "model": copy.deepcopy(model.state_dict()), "epoch": epoch, "accuracy": acc}
-    save_atomic(best, path)
+    torch_save_atomic(best, path)
     model.load_state_dict(best["model"])
     return model
 
@@ -237,12 +233,12 @@ def main(argv: list[str] | None = None) -> int:
                    "config": config.to_dict(), "answers": exp.answers, "data_digests": exp.data_digests}
         if "val_overall" not in row or row["val_overall"] > best["val"]:  # no validation split: the last epoch
             best["val"] = row.get("val_overall", -1.0)
-            save_atomic({**summary, "selected_by": "val_overall"}, out / "checkpoints" / "best_val.pt")
+            torch_save_atomic({**summary, "selected_by": "val_overall"}, out / "checkpoints" / "best_val.pt")
         test_score = row.get("test_routed_overall", row["test_overall"])
         if test_score > best["test"]:
             best["test"] = test_score
-            save_atomic({**summary, "selected_by": "test_overall"}, out / "checkpoints" / "best_test.pt")
-        save_atomic({**summary, "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+            torch_save_atomic({**summary, "selected_by": "test_overall"}, out / "checkpoints" / "best_test.pt")
+        torch_save_atomic({**summary, "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
                      "history": history, "best": best}, last_path)
         write_metrics(history, out)
         print(f"epoch {epoch}: loss {row['train_loss']:.4f} train {row['train_acc']:.2f} "

@@ -1,17 +1,32 @@
-"""CLIP for radiology: load any CLIP checkpoint, fine-tune contrastively, evaluate, encode images."""
+"""CLIP for radiology: load any CLIP checkpoint, fine-tune contrastively, evaluate, encode images.
 
-from pubmedclip.checkpoints import export_pubmedclip, load_clip
-from pubmedclip.encoder import ImageEncoder, InputSpec
-from pubmedclip.errors import UserError
-from pubmedclip.models import LoadedClip, list_architectures
+The names below are imported on first use, so ``import pubmedclip.files`` (which the VQA side uses)
+does not load open_clip.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "ImageEncoder",
-    "InputSpec",
-    "LoadedClip",
-    "UserError",
-    "export_pubmedclip",
-    "list_architectures",
-    "load_clip",
-]
+_EXPORTS = {
+    "ImageEncoder": "pubmedclip.encoder",
+    "InputSpec": "pubmedclip.encoder",
+    "LoadedClip": "pubmedclip.models",
+    "UserError": "pubmedclip.errors",
+    "export_pubmedclip": "pubmedclip.checkpoints",
+    "list_architectures": "pubmedclip.models",
+    "load_clip": "pubmedclip.checkpoints",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pubmedclip' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

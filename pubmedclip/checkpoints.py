@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pubmedclip.errors import UserError
+from pubmedclip.files import torch_save_atomic
 from pubmedclip.models import (
     LoadedClip,
     arch_config,
@@ -286,17 +287,7 @@ def export_pubmedclip(
         "model_cfg": loaded.model_cfg,
         **(extra or {}),
     }
-    return atomic_save(payload, out)
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file beside ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
+    return torch_save_atomic(payload, out)
 
 
 def checkpoint_hash(path: str | Path) -> str:

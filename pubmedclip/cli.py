@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pubmedclip.errors import UserError
+from pubmedclip.files import write_text_atomic
 
 
 def _user_errors(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
@@ -35,7 +36,7 @@ def _write_json(payload: dict, out: str | None) -> None:
     text = json.dumps(payload, indent=1)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
+        write_text_atomic(out, text + "\n")
     print(text)
 
 

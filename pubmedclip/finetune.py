@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import shutil
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pubmedclip.checkpoints import RUN_FORMAT, atomic_save, load_clip
+from pubmedclip.checkpoints import RUN_FORMAT, load_clip
 from pubmedclip.config import FinetuneConfig, config_dict
 from pubmedclip.data import (
     DataSummary,
@@ -40,6 +41,7 @@ from pubmedclip.data import (
 from pubmedclip.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from pubmedclip.embed import autocast, embed_batches
 from pubmedclip.errors import UserError
+from pubmedclip.files import torch_save_atomic, write_text_atomic
 from pubmedclip.loss import clip_loss
 from pubmedclip.metrics import retrieval_metrics
 from pubmedclip.models import LoadedClip, image_transform
@@ -85,7 +87,7 @@ def prepare_run_dir(run_dir: Path, cfg: FinetuneConfig, overwrite: bool, dist: D
     barrier()
     if dist.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        stored_path.write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+        write_text_atomic(stored_path, yaml.safe_dump(config_dict(cfg), sort_keys=False))
     barrier()
     return False
 
@@ -183,12 +185,13 @@ def evaluate_pairs(
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
-    (run_dir / "metrics.json").write_text(json.dumps(history, indent=1))
+    write_text_atomic(run_dir / "metrics.json", json.dumps(history, indent=1))
     columns = list(dict.fromkeys(k for row in history for k in row))
-    with open(run_dir / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(run_dir / "metrics.csv", table.getvalue())
 
 
 @dataclass
@@ -321,8 +324,8 @@ def finetune(
             history.append(row)
             if row["val_mean_recall"] > best["val_mean_recall"] or not best_path.is_file():
                 best = {"epoch": epoch, "val_mean_recall": row["val_mean_recall"]}
-                atomic_save(checkpoint(epoch, with_optimizer=False), best_path)
-            atomic_save(checkpoint(epoch, with_optimizer=True), last_path)
+                torch_save_atomic(checkpoint(epoch, with_optimizer=False), best_path)
+            torch_save_atomic(checkpoint(epoch, with_optimizer=True), last_path)
             _write_metrics(run_dir, history)
             log(
                 f"epoch {epoch}: loss {row['train_loss']:.4f}, {row['pairs_per_s']:.1f} pairs/s, val R@1 "
@@ -340,6 +343,6 @@ def finetune(
         "data": {"train": asdict(s.summary), "val": asdict(s.val_summary)},
     }
     if dist.is_main:
-        (run_dir / "data_summary.json").write_text(json.dumps(results["data"], indent=1))
-        (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+        write_text_atomic(run_dir / "data_summary.json", json.dumps(results["data"], indent=1))
+        write_text_atomic(run_dir / "results.json", json.dumps(results, indent=1))
     return broadcast_object(results)

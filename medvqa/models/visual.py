@@ -7,7 +7,6 @@ buildable by name from a config.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from medvqa.models.registry import Registry
+from pubmedclip.files import torch_save_atomic
 
 
 @dataclass(frozen=True)
@@ -145,11 +145,7 @@ class FeatureCache:
         return torch.stack([table[i] for i in image_ids])
 
     def _save(self, identity: str, table: dict[str, Tensor]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.path(identity)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"ids": list(table), "features": torch.stack(list(table.values()))}, tmp)
-        os.replace(tmp, path)
+        torch_save_atomic({"ids": list(table), "features": torch.stack(list(table.values()))}, self.path(identity))
 
 
 @dataclass

@@ -1,0 +1,32 @@
+"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of one."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def replace_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a temporary sibling of ``path``, then rename it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return replace_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def torch_save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically, creating its folder."""
+    import torch  # imported here so the text writers stay cheap to import
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return replace_atomic(path, lambda tmp: torch.save(obj, tmp))

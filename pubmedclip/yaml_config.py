@@ -1,0 +1,111 @@
+"""YAML config files validated into nested dataclasses, with ``section.key=value`` overrides.
+
+Both command lines (``pubmedclip`` and ``medvqa``) read their configs through ``load_dataclass``: an
+unknown key, a wrong type or a value outside its choices is a one-line ``UserError`` naming the file
+and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pubmedclip.errors import UserError
+
+T = TypeVar("T")
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (an empty file is an empty mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level, got {data!r}")
+    return data
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (``0.1``, ``true``, ``[1, 2]``)."""
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"override {override!r}: expected key=value, e.g. train.epochs=2")
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {override!r}: {part} is not a section")
+    try:
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        node[leaf] = raw
+
+
+def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str, tuple] = {}) -> Any:
+    """``value`` converted to ``kind`` (a dataclass, list, dict, optional or simple type).
+
+    ``choices`` maps dotted keys to their allowed values. Conversions: int to float, numeric strings
+    to float (YAML 1.1 reads ``1e-5`` as a string), ``None`` to ``""`` for a plain ``str``.
+    """
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    name = key or "the top level"
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {name} must be a mapping, got {value!r}")
+        hints = typing.get_type_hints(kind)
+        unknown = [k for k in value if k not in hints]
+        if unknown:
+            raise UserError(f"{where}: unknown key {key + '.' if key else ''}{unknown[0]} (known: {', '.join(hints)})")
+        return kind(**{k: build(hints[k], v, where, f"{key}.{k}" if key else k, choices) for k, v in value.items()})
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (kind,) = [a for a in args if a is not type(None)]
+        return build(kind, value, where, key, choices)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: {name} must be a list, got {value!r}")
+        return [build(args[0], v, where, f"{key}[{i}]", choices) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {name} must be a mapping, got {value!r}")
+        return {str(k): build(args[1], v, where, f"{key}.{k}", choices) for k, v in value.items()}
+    value = _convert(kind, value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UserError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
+    if key in choices and value not in choices[key]:
+        raise UserError(f"{where}: {name} must be one of {', '.join(map(str, choices[key]))}, got {value!r}")
+    return value
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind is str and value is None:
+        return ""
+    return value
+
+
+def load_dataclass(kind: type[T], path: str | Path | None, overrides: typing.Sequence[str] = (),
+                   choices: Mapping[str, tuple] = {}) -> T:
+    """Read a YAML config (``None``: the defaults of ``kind``), apply overrides, validate into ``kind``."""
+    data = read_yaml_mapping(path) if path is not None else {}
+    for override in overrides:
+        apply_override(data, override)
+    where = str(path) if path is not None else "config"
+    return build(kind, data, f"{where} (with overrides)" if overrides else where, choices=choices)

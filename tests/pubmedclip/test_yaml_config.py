@@ -1,0 +1,73 @@
+"""The shared config reader: types, optionals, choices and overrides, each error naming file and key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pubmedclip.errors import UserError
+from pubmedclip.yaml_config import build, load_dataclass
+
+
+@dataclass
+class Inner:
+    lr: float = 0.1
+    name: str = "x"
+    tag: str | None = None
+    sizes: list[int] = field(default_factory=list)
+    weights: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    mode: str = "a"
+
+
+def test_values_are_converted_to_their_types(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  lr: 1e-5\n  name: null\n  sizes: [1, 2]\n  weights: {maml: w.pt}\n")
+    config = load_dataclass(Outer, path, ["inner.tag=t", "mode=b"], {"mode": ("a", "b")})
+    assert config.inner.lr == 1e-5 and isinstance(config.inner.lr, float)  # YAML 1.1 reads 1e-5 as a string
+    assert (config.inner.name, config.inner.tag, config.mode) == ("", "t", "b")
+    assert config.inner.sizes == [1, 2] and config.inner.weights == {"maml": "w.pt"}
+    assert load_dataclass(Outer, None).inner == Inner()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"inner": {"lrr": 1}}, r"c.yaml: unknown key inner.lrr \(known: lr, name, tag, sizes, weights\)"),
+    ({"inner": {"lr": "fast"}}, "c.yaml: inner.lr must be float, got 'fast'"),
+    ({"inner": {"sizes": [1, "two"]}}, r"inner.sizes\[1\] must be int"),
+    ({"inner": {"sizes": 3}}, "inner.sizes must be a list"),
+    ({"inner": 3}, "inner must be a mapping"),
+    ({"mode": "c"}, "mode must be one of a, b, got 'c'"),
+    ({"inner": {"tag": True}}, "inner.tag must be str"),
+])
+def test_errors_name_the_file_and_key(data: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        build(Outer, data, "c.yaml", choices={"mode": ("a", "b")})
+
+
+def test_bad_files_and_overrides(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="config file not found"):
+        load_dataclass(Outer, tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(UserError, match="list.yaml: expected a mapping of sections at the top level"):
+        load_dataclass(Outer, tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("inner: [\n")
+    with pytest.raises(UserError, match="broken.yaml: not valid YAML"):
+        load_dataclass(Outer, tmp_path / "broken.yaml")
+    with pytest.raises(UserError, match="expected key=value"):
+        load_dataclass(Outer, None, ["inner.lr"])
+    with pytest.raises(UserError, match="mode is not a section"):
+        load_dataclass(Outer, None, ["mode=b", "mode.x=1"])
+    with pytest.raises(UserError, match=r"config \(with overrides\): inner.lr must be float"):
+        load_dataclass(Outer, None, ["inner.lr=[1]"])
+
+
+def test_the_vqa_side_does_not_load_open_clip() -> None:
+    code = "import sys, medvqa.train, medvqa.cli; print('open_clip' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
