@@ -38,7 +38,7 @@ from medvqa import evaluate, train  # noqa: E402
 from medvqa.config import load_config  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
-from pubmedclip.files import write_text_atomic  # noqa: E402
+from pubmedclip.files import replace_atomic, write_text_atomic  # noqa: E402
 
 PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")  # evaluation order: results.json ends as sound's
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
@@ -211,6 +211,11 @@ def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def save_figure(figure: plt.Figure, path: Path) -> None:
+    """A PNG written atomically (the format named: the temporary file has no .png suffix)."""
+    replace_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+
+
 def plot_curves(runs: Path, out: Path) -> None:
     """Validation (solid) and test (dashed) accuracy per epoch of every run, one panel per row."""
     run_dirs = sorted(p for p in runs.glob("*/s*") if (p / "metrics.csv").is_file())
@@ -230,7 +235,7 @@ def plot_curves(runs: Path, out: Path) -> None:
         axis.legend(fontsize=7, ncol=2)
     axes[-1, 0].set_xlabel("epoch")
     figure.tight_layout()
-    figure.savefig(out / "curves.png", dpi=110)
+    save_figure(figure, out / "curves.png")
     plt.close(figure)
 
 
@@ -246,7 +251,7 @@ def plot_spread(results: pd.DataFrame, out: Path) -> None:
     axis.set_yticks(range(len(keys)), [f"{r} [{p}]" for r, p in keys], fontsize=7)
     axis.set_xlabel("overall accuracy % (one dot per seed)")
     figure.tight_layout()
-    figure.savefig(out / "seed_spread.png", dpi=110)
+    save_figure(figure, out / "seed_spread.png")
     plt.close(figure)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medvqa.errors import UserError
+from pubmedclip.files import write_text_atomic
 
 DATA_ROOT_HINT = "../shared/data"
 
@@ -119,7 +120,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     config = {**DEMO_CONFIG, "data": {"root": str(data_dir)},
               "train": {**DEMO_CONFIG["train"], "epochs": args.epochs}}
     config_path = args.out / "demo_config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
     run_dir = args.out / "run"
     status = train.main(["--config", str(config_path), "--out", str(run_dir)])
     if status != 0:

@@ -101,7 +101,7 @@ def read_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    return build(Config, read_yaml_mapping(path), str(path))
+    return build(Config, read_yaml_mapping(path, allow_empty=False), str(path))
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pubmedclip.errors import UserError
-from pubmedclip.files import write_text_atomic
+from pubmedclip.files import save_npz_atomic, write_text_atomic
 
 
 def _user_errors(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
@@ -151,9 +151,7 @@ def encode_main(argv: list[str] | None = None) -> int:
     names = np.array([p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if good])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, embeddings=embeddings.astype(np.float32), names=names)
-    tmp.replace(out)
+    save_npz_atomic(out, embeddings=embeddings.astype(np.float32), names=names)
     skipped = [p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if not good]
     print(
         f"wrote {len(names)} x {embeddings.shape[1]} embeddings to {out}"

@@ -22,7 +22,7 @@ from pubmedclip.checkpoints import checkpoint_hash, load_clip
 from pubmedclip.data import IMAGE_SUFFIXES, ImageDataset, collate
 from pubmedclip.embed import autocast, embed_batches
 from pubmedclip.errors import UserError
-from pubmedclip.files import replace_atomic, write_text_atomic
+from pubmedclip.files import save_npz_atomic, write_text_atomic
 from pubmedclip.models import LoadedClip, image_transform
 
 
@@ -116,13 +116,8 @@ class ImageEncoder:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         meta = {"arch": self.loaded.arch, "model_cfg": self.loaded.model_cfg, "preprocess": self.loaded.preprocess}
         write_text_atomic(self.cache_dir / "meta.json", json.dumps(meta, indent=1))
-        keys, embeddings = np.array(list(cache)), np.stack(list(cache.values())).astype(np.float32)
-
-        def write(tmp: Path) -> None:
-            with tmp.open("wb") as handle:  # a file object: np.savez would add ".npz" to a path
-                np.savez(handle, keys=keys, embeddings=embeddings)
-
-        replace_atomic(self.cache_dir / "features.npz", write)
+        save_npz_atomic(self.cache_dir / "features.npz", keys=np.array(list(cache)),
+                        embeddings=np.stack(list(cache.values())).astype(np.float32))
 
     def encode_files(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings (N, D) float32 of image files and a mask of those that decoded (other rows are zero).

@@ -21,7 +21,18 @@ def replace_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    return replace_atomic(path, lambda tmp: tmp.write_text(text))
+    return replace_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_npz_atomic(path: str | Path, **arrays: Any) -> Path:
+    """``np.savez`` to ``path`` atomically (through a file object: given a path, numpy would add ".npz")."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.savez(handle, **arrays)
+
+    return replace_atomic(path, write)
 
 
 def torch_save_atomic(obj: Any, path: str | Path) -> Path:

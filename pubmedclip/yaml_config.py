@@ -21,15 +21,17 @@ from pubmedclip.errors import UserError
 T = TypeVar("T")
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file (an empty file is an empty mapping)."""
+def read_yaml_mapping(path: str | Path, allow_empty: bool = True) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (an empty file is an empty mapping where ``allow_empty``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if data is None and allow_empty:
+        return {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections at the top level, got {data!r}")
     return data
@@ -48,7 +50,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(node, dict):
             raise UserError(f"override {override!r}: {part} is not a section")
     try:
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        node[leaf] = yaml.safe_load(raw) if raw else None  # ``key=`` clears a key (``""`` for a plain str)
     except yaml.YAMLError:
         node[leaf] = raw
 
@@ -71,7 +73,7 @@ def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str
         return kind(**{k: build(hints[k], v, where, f"{key}.{k}" if key else k, choices) for k, v in value.items()})
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
-            return None
+            return _check_choice(None, where, key, choices)
         (kind,) = [a for a in args if a is not type(None)]
         return build(kind, value, where, key, choices)
     if origin is list:
@@ -85,8 +87,13 @@ def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str
     value = _convert(kind, value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise UserError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
+    return _check_choice(value, where, key, choices)
+
+
+def _check_choice(value: Any, where: str, key: str, choices: Mapping[str, tuple]) -> Any:
     if key in choices and value not in choices[key]:
-        raise UserError(f"{where}: {name} must be one of {', '.join(map(str, choices[key]))}, got {value!r}")
+        allowed = ", ".join("null" if c is None else str(c) for c in choices[key])
+        raise UserError(f"{where}: {key} must be one of {allowed}, got {'null' if value is None else repr(value)}")
     return value
 
 

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pubmedclip.files import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "amp_bf16"}
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{arch:9} {precision:5} ours / open_clip trainer: {ours / theirs:.2f}")
                 results.append({"arch": arch, "precision": precision, **row})
     if args.out:
-        args.out.write_text(
+        write_text_atomic(
+            args.out,
             json.dumps(
                 {
                     "batch": args.batch,

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from pubmedclip.files import write_text_atomic
+
 MODALITY = {"CT": "a computed tomography scan", "MRI": "a magnetic resonance image", "X-Ray": "an x-ray"}
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}
 
@@ -49,15 +51,15 @@ def write_roco_layout(data_root: Path, out: Path, sizes: dict[str, int], roco_li
         if split == "train" and roco_lines:
             captions += (real / "captions.txt").read_text(encoding="utf-8").splitlines()[:roco_lines]
             links += (real / "dlinks.txt").read_text(encoding="utf-8").splitlines()[:roco_lines]
-        (folder / "captions.txt").write_text("\n".join(captions) + "\n", encoding="utf-8")
-        (folder / "dlinks.txt").write_text("\n".join(links) + "\n", encoding="utf-8")
+        write_text_atomic(folder / "captions.txt", "\n".join(captions) + "\n")
+        write_text_atomic(folder / "dlinks.txt", "\n".join(links) + "\n")
 
 
 def write_csv(data_root: Path, out: Path, split: str = "train") -> Path:
     """A comma-separated ``filepath,title`` file (open_clip's CSV columns) with absolute image paths."""
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = ["filepath,title"] + [f"{image},{caption}" for image, caption in slake_captions(data_root, SPLITS[split])]
-    out.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_text_atomic(out, "\n".join(rows) + "\n")
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pubmedclip.errors import UserError
-from pubmedclip.yaml_config import build, load_dataclass
+from pubmedclip.yaml_config import build, load_dataclass, read_yaml_mapping
 
 
 @dataclass
@@ -35,6 +35,15 @@ def test_values_are_converted_to_their_types(tmp_path: Path) -> None:
     assert (config.inner.name, config.inner.tag, config.mode) == ("", "t", "b")
     assert config.inner.sizes == [1, 2] and config.inner.weights == {"maml": "w.pt"}
     assert load_dataclass(Outer, None).inner == Inner()
+    cleared = load_dataclass(Outer, None, ["inner.tag=t", "inner.tag=", "inner.name="])
+    assert cleared.inner.tag is None and cleared.inner.name == ""  # key= clears: None, or "" for a plain str
+
+
+def test_choices_apply_to_none_too() -> None:
+    choices = {"inner.tag": ("a", "b")}
+    with pytest.raises(UserError, match="c.yaml: inner.tag must be one of a, b, got null"):
+        build(Outer, {"inner": {"tag": None}}, "c.yaml", choices=choices)
+    assert build(Outer, {"inner": {"tag": None}}, "c.yaml", choices={"inner.tag": (None, "a")}).inner.tag is None
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -57,6 +66,10 @@ def test_bad_files_and_overrides(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(UserError, match="list.yaml: expected a mapping of sections at the top level"):
         load_dataclass(Outer, tmp_path / "list.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_dataclass(Outer, tmp_path / "empty.yaml") == Outer()
+    with pytest.raises(UserError, match="empty.yaml: expected a mapping of sections at the top level, got None"):
+        read_yaml_mapping(tmp_path / "empty.yaml", allow_empty=False)
     (tmp_path / "broken.yaml").write_text("inner: [\n")
     with pytest.raises(UserError, match="broken.yaml: not valid YAML"):
         load_dataclass(Outer, tmp_path / "broken.yaml")
