@@ -25,9 +25,9 @@ import torch
 
 from medvqa.config import read_run_config
 from medvqa.errors import UserError
-from pubmedclip.files import write_text_atomic
 from medvqa.experiment import build_experiment, build_type_classifier, predict, predict_open
 from medvqa.metrics import prediction_frame, summarize
+from pubmedclip.files import write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             best["test"] = test_score
             torch_save_atomic({**summary, "selected_by": "test_overall"}, out / "checkpoints" / "best_test.pt")
         torch_save_atomic({**summary, "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-                     "history": history, "best": best}, last_path)
+                           "history": history, "best": best}, last_path)
         write_metrics(history, out)
         print(f"epoch {epoch}: loss {row['train_loss']:.4f} train {row['train_acc']:.2f} "
               f"val {row.get('val_overall')} test {row['test_overall']} ({row['seconds']:.1f} s)")

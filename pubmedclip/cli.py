@@ -35,7 +35,6 @@ def _user_errors(func: Callable[[list[str] | None], int]) -> Callable[[list[str]
 def _write_json(payload: dict, out: str | None) -> None:
     text = json.dumps(payload, indent=1)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, text + "\n")
     print(text)
 
@@ -150,7 +149,6 @@ def encode_main(argv: list[str] | None = None) -> int:
         embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     names = np.array([p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if good])
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_npz_atomic(out, embeddings=embeddings.astype(np.float32), names=names)
     skipped = [p.relative_to(args.images).as_posix() for p, good in zip(paths, ok) if not good]
     print(

@@ -113,7 +113,6 @@ class ImageEncoder:
             return dict(zip(stored["keys"].tolist(), stored["embeddings"]))
 
     def _save_cache(self, cache: dict[str, np.ndarray]) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         meta = {"arch": self.loaded.arch, "model_cfg": self.loaded.model_cfg, "preprocess": self.loaded.preprocess}
         write_text_atomic(self.cache_dir / "meta.json", json.dumps(meta, indent=1))
         save_npz_atomic(self.cache_dir / "features.npz", keys=np.array(list(cache)),

@@ -8,8 +8,9 @@ from typing import Any
 
 
 def replace_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Let ``write`` fill a temporary sibling of ``path``, then rename it over ``path``."""
+    """Let ``write`` fill a temporary sibling of ``path``, then rename it over ``path`` (its folder is created)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
@@ -36,8 +37,7 @@ def save_npz_atomic(path: str | Path, **arrays: Any) -> Path:
 
 
 def torch_save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically, creating its folder."""
+    """``torch.save`` to ``path`` atomically."""
     import torch  # imported here so the text writers stay cheap to import
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return replace_atomic(path, lambda tmp: torch.save(obj, tmp))

@@ -57,7 +57,6 @@ def write_roco_layout(data_root: Path, out: Path, sizes: dict[str, int], roco_li
 
 def write_csv(data_root: Path, out: Path, split: str = "train") -> Path:
     """A comma-separated ``filepath,title`` file (open_clip's CSV columns) with absolute image paths."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     rows = ["filepath,title"] + [f"{image},{caption}" for image, caption in slake_captions(data_root, SPLITS[split])]
     write_text_atomic(out, "\n".join(rows) + "\n")
     return out

@@ -1,10 +1,11 @@
 """Atomic writes: the old file stays whole when writing the new one fails, and no temporary file is left."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from pubmedclip.files import replace_atomic, torch_save_atomic, write_text_atomic
+from pubmedclip.files import replace_atomic, save_npz_atomic, torch_save_atomic, write_text_atomic
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
@@ -20,7 +21,10 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def test_torch_save_atomic_creates_the_folder(tmp_path: Path) -> None:
+def test_every_writer_creates_the_folder(tmp_path: Path) -> None:
     path = torch_save_atomic({"x": torch.ones(2)}, tmp_path / "checkpoints" / "last.pt")
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+    assert write_text_atomic(tmp_path / "a" / "b.txt", "é").read_text(encoding="utf-8") == "é"
+    npz = save_npz_atomic(tmp_path / "cache" / "features.npz", keys=np.array(["x"]))
+    assert np.load(npz)["keys"].tolist() == ["x"] and [p.name for p in npz.parent.iterdir()] == ["features.npz"]
