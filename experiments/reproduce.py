@@ -31,6 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
@@ -72,10 +73,10 @@ ROWS: dict[str, Row] = {
     "slake-mevf_ban-published-vocab": Row("configs/slake/mevf_ban.yaml", ("pubmedclip-legacy",),
                                           {"pubmedclip-legacy": (77.8, 79.8, 78.6)}, ("data.answer_vocab=train+test",)),
     "slake-mevf_ban-frozen": Row("configs/slake/mevf_ban_frozen.yaml", ("sound", "pubmedclip-legacy")),
-    "slake-qcr": Row("configs/slake/qcr.yaml", ("sound",)),
+    "slake-qcr": Row("configs/slake/qcr.yaml", ("sound", "pubmedclip-legacy")),
     "slake-qcr-published-vocab": Row("configs/slake/qcr.yaml", ("pubmedclip-legacy",),
                                      {"pubmedclip-legacy": (76.8, 80.6, 78.3)}, ("data.answer_vocab=train+test",)),
-    "slake-qcr-frozen": Row("configs/slake/qcr_frozen.yaml", ("sound",)),
+    "slake-qcr-frozen": Row("configs/slake/qcr_frozen.yaml", ("sound", "pubmedclip-legacy")),
 }
 
 
@@ -169,16 +170,17 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.1f}" if len(values) == 1 else f"{values.mean():.1f} +- {values.std(ddof=1):.1f}"
 
 
-def table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean +- std over seeds per (row, protocol, schedule), with the published numbers beside.
-
-    Lines follow the order of ``ROWS``, then ``SHOWN_ORDER``.
-    """
+def in_table_order(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` sorted by the order of ``ROWS``, then ``SHOWN_ORDER`` (stable within)."""
     rank = {name: i for i, name in enumerate(ROWS)}
-    results = results.sort_values(["row", "protocol"], kind="stable",
-                                  key=lambda column: column.map(rank if column.name == "row" else SHOWN_ORDER.index))
+    return results.sort_values(["row", "protocol"], kind="stable",
+                               key=lambda column: column.map(rank if column.name == "row" else SHOWN_ORDER.index))
+
+
+def table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean +- std over seeds per (row, protocol, schedule), with the published numbers beside."""
     lines = []
-    for (row, protocol, recipe), group in results.groupby(["row", "protocol", "schedule"], sort=False):
+    for (row, protocol, recipe), group in in_table_order(results).groupby(["row", "protocol", "schedule"], sort=False):
         published = ROWS[row].published.get(protocol)
         lines.append({"row": row, "protocol": protocol, "seeds": len(group), "schedule": recipe,
                       **{k: _mean_std(group[k]) for k in ("open", "closed", "overall")},
@@ -231,6 +233,7 @@ def plot_curves(runs: Path, out: Path) -> None:
             axis.plot(metrics["epoch"], metrics["test_overall"], "--", color=f"C{colour}",
                       label=f"{run_dir.name} test")
         axis.set_title(row, fontsize=9)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("overall %")
         axis.legend(fontsize=7, ncol=2)
     axes[-1, 0].set_xlabel("epoch")
@@ -239,16 +242,32 @@ def plot_curves(runs: Path, out: Path) -> None:
     plt.close(figure)
 
 
+PROTOCOL_COLOURS = {"sound": "C0", "pubmedclip-legacy": "C1", "mevf-legacy": "C2"}
+
+
 def plot_spread(results: pd.DataFrame, out: Path) -> None:
-    """Overall accuracy of each seed, per row and protocol."""
+    """Overall accuracy of each seed per row and protocol, top down in table order.
+
+    Runs stopped before the end of their schedule are hollow dots; the published overall is a cross.
+    """
     if results.empty:
         return
-    keys = list(results.groupby(["row", "protocol"], sort=False).groups)
-    figure, axis = plt.subplots(figsize=(7, 0.45 * len(keys) + 1))
-    for y, (row, protocol) in enumerate(keys):
-        values = results[(results["row"] == row) & (results["protocol"] == protocol)]["overall"]
-        axis.scatter(values, [y] * len(values), s=18)
-    axis.set_yticks(range(len(keys)), [f"{r} [{p}]" for r, p in keys], fontsize=7)
+    groups = list(in_table_order(results).groupby(["row", "protocol"], sort=False))
+    figure, axis = plt.subplots(figsize=(7, 0.4 * len(groups) + 1.2))
+    for y, ((row, protocol), group) in enumerate(groups):
+        stopped = group["schedule"].str.contains("stopped after")
+        for runs_group, face in ((group[~stopped], PROTOCOL_COLOURS[protocol]), (group[stopped], "none")):
+            axis.scatter(runs_group["overall"], [y] * len(runs_group), s=20, edgecolors=PROTOCOL_COLOURS[protocol],
+                         facecolors=face, label=protocol if face != "none" else "stopped early (hollow)")
+        published = (ROWS[row].published.get(protocol) or (None,) * 3)[2]
+        if published is not None:
+            axis.scatter([published], [y], marker="x", s=30, color="black", label="published")
+    axis.set_yticks(range(len(groups)), [f"{row} [{protocol}]" for (row, protocol), _ in groups], fontsize=7)
+    axis.invert_yaxis()
+    axis.grid(axis="x", alpha=0.3)
+    handles = dict(zip(*reversed(axis.get_legend_handles_labels())))
+    order = [label for label in (*SHOWN_ORDER, "published", "stopped early (hollow)") if label in handles]
+    axis.legend([handles[label] for label in order], order, fontsize=7, loc="best")
     axis.set_xlabel("overall accuracy % (one dot per seed)")
     figure.tight_layout()
     save_figure(figure, out / "seed_spread.png")
