@@ -11,8 +11,9 @@ resize filter than the row's. ``report`` archives the light files of every evalu
 (``config.yaml``, ``metrics.csv``, ``results_<protocol>.json``) under ``OUT/runs/<row>/s<seed>/``,
 then builds from that archive Markdown and CSV tables (mean +- std over seeds, the schedule each
 number was measured with, the published number beside it), an ablation table (``ablation.md``: the
-change each of ``ABLATIONS`` makes, over the seeds of both rows) and plots accuracy-per-epoch curves and
-the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
+change each of ``ABLATIONS`` makes, over the seeds of both rows; ``ablation_matched.md``: the same
+at matched epochs, replayed from ``metrics.csv``, where a run stopped early) and plots
+accuracy-per-epoch curves and the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
 keeps the others' archived results. To drop a run from the table, delete its archived directory and
 the run itself (or report from another --runs folder), else the next report archives it again.
 ``--readme`` copies the new tables into the blocks of a Markdown file that quote them (``update_readme``).
@@ -103,6 +104,11 @@ ABLATIONS = (
 )
 
 
+def epochs_done(run_dir: Path) -> int:
+    metrics = run_dir / "metrics.csv"
+    return len(pd.read_csv(metrics)) if metrics.is_file() else 0
+
+
 def schedule(run_dir: Path) -> str:
     """How a run was trained, in words, from its saved config and how far it got.
 
@@ -112,8 +118,7 @@ def schedule(run_dir: Path) -> str:
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model, train_config = config.get("model") or {}, config.get("train") or {}
     epochs = train_config.get("epochs")
-    metrics = run_dir / "metrics.csv"
-    done = len(pd.read_csv(metrics)) if metrics.is_file() else 0
+    done = epochs_done(run_dir)
     branches = "frozen branches" if model.get("freeze_visual") else "fine-tuned branches"
     recipe = f"{epochs} epochs, {branches}{', bf16 autocast' if train_config.get('bf16') else ''}"
     return recipe if epochs is not None and done >= epochs else f"{recipe} (stopped after {done})"
@@ -210,6 +215,63 @@ def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
                           "change open / closed / overall": " / ".join(
                               f"{b[k].mean() - a[k].mean():+.1f}" for k in ("open", "closed", "overall")),
                           "paired": f"{len(paired)}" + (f" ({paired.std(ddof=1):.1f})" if len(paired) > 1 else "")})
+    return pd.DataFrame(lines)
+
+
+def select_epoch(metrics: pd.DataFrame, protocol: str) -> pd.Series:
+    """The test accuracy (``open``, ``closed``, ``overall``, ``epoch``) that ``protocol`` reports for the
+    run whose per-epoch ``metrics.csv`` is ``metrics``: the first maximum, as training keeps its checkpoints.
+
+    ``sound``: the best validation epoch (the last one without a validation split), gold answer types;
+    ``pubmedclip-legacy``: the best test epoch, routed by the type classifier where the run has one.
+    """
+    if protocol == "sound":
+        chosen = metrics.loc[metrics["val_overall"].idxmax()] if "val_overall" in metrics else metrics.iloc[-1]
+        prefix = "test_"
+    elif protocol == "pubmedclip-legacy":
+        prefix = "test_routed_" if "test_routed_overall" in metrics else "test_"
+        chosen = metrics.loc[metrics[f"{prefix}overall"].idxmax()]
+    else:
+        raise ValueError(f"{protocol}: needs the freeform test subset, which metrics.csv does not hold")
+    return pd.Series({k: chosen[f"{prefix}{k}"] for k in ("open", "closed", "overall")} | {"epoch": int(chosen["epoch"])})
+
+
+MATCHED_PROTOCOLS = ("sound", "pubmedclip-legacy")  # the protocols select_epoch can replay
+
+
+def matched_ablation_table(archive_dir: Path) -> pd.DataFrame:
+    """The ablations that a run stopped early keeps out of ``ablation_table``, compared at matched epochs.
+
+    For each seed both rows ran, both runs' ``metrics.csv`` are cut to the epochs both finished, and each
+    protocol picks its epoch within them (``select_epoch``): the same schedule on both sides, shortened.
+    """
+    lines = []
+    for ablation in ABLATIONS:
+        pairs = []
+        for base_dir in sorted((archive_dir / ablation.base).glob("s*")):
+            variant_dir = archive_dir / ablation.variant / base_dir.name
+            if (base_dir / "metrics.csv").is_file() and (variant_dir / "metrics.csv").is_file():
+                pairs.append((base_dir, variant_dir))
+        if not any("stopped after" in schedule(run_dir) for pair in pairs for run_dir in pair):
+            continue  # all finished: ablation_table has it
+        for protocol in [p for p in MATCHED_PROTOCOLS
+                         if p in ROWS[ablation.base].protocols and p in ROWS[ablation.variant].protocols]:
+            changes, base_scores, variant_scores, epochs = [], [], [], []
+            for base_dir, variant_dir in pairs:
+                n = min(epochs_done(base_dir), epochs_done(variant_dir))
+                a, b = (select_epoch(pd.read_csv(d / "metrics.csv").iloc[:n], protocol) for d in (base_dir, variant_dir))
+                base_scores.append(a["overall"])
+                variant_scores.append(b["overall"])
+                changes.append(b[["open", "closed", "overall"]] - a[["open", "closed", "overall"]])
+                epochs.append(n)
+            change = pd.DataFrame(changes)
+            lines.append({"change": ablation.change, "base": ablation.base, "variant": ablation.variant,
+                          "protocol": protocol, "epochs": "/".join(map(str, epochs)),
+                          "base overall": _mean_std(pd.Series(base_scores)),
+                          "variant overall": _mean_std(pd.Series(variant_scores)),
+                          "change open / closed / overall": " / ".join(f"{change[k].mean():+.1f}"
+                                                                      for k in ("open", "closed", "overall")),
+                          "seeds": ",".join(d.name[1:] for d, _ in pairs)})
     return pd.DataFrame(lines)
 
 
@@ -313,6 +375,10 @@ def report(runs: Path, out: Path) -> pd.DataFrame:
     write_text_atomic(out / "table.md", markdown(summary))
     write_text_atomic(out / "ablation.csv", ablations.to_csv(index=False))
     write_text_atomic(out / "ablation.md", markdown(ablations) if not ablations.empty else "no ablation has both rows\n")
+    matched = matched_ablation_table(out / "runs")
+    write_text_atomic(out / "ablation_matched.csv", matched.to_csv(index=False))
+    write_text_atomic(out / "ablation_matched.md",
+                      markdown(matched) if not matched.empty else "no ablation with a run stopped early\n")
     plot_curves(out / "runs", out)
     plot_spread(results, out)
     return summary

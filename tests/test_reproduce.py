@@ -43,6 +43,7 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     assert table.startswith("| row | protocol |") and "vqa_rad-mevf_ban-frozen" in table
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0 and (tmp_path / "out" / "seed_spread.png").is_file()
     assert (tmp_path / "out" / "ablation.md").read_text() == "no ablation has both rows\n"
+    assert (tmp_path / "out" / "ablation_matched.md").read_text() == "no ablation with a run stopped early\n"
     runs_csv = (tmp_path / "out" / "runs.csv").read_text().splitlines()
     assert len(runs_csv) == 3
     assert json.loads((runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json").read_text())["protocol"] == "sound"
@@ -79,6 +80,31 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) 
     assert line["base overall (seeds)"] == "61.0 +- 1.4 (2)" and line["variant overall (seeds)"] == "52.0 +- 2.6 (3)"
     assert line["change open / closed / overall"] == "-9.0 / -9.0 / -9.0"  # means 61 and 52
     assert line["paired"] == "2 (0.7)"  # per-seed changes -10 and -11
+
+
+def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finished(reproduce, tmp_path: Path) -> None:
+    def archived_run(row: str, planned: int, test: list[float], val: list[float]) -> None:
+        run_dir = tmp_path / row / "s88"
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(f"model: {{freeze_visual: {'frozen' in row}}}\ntrain: {{epochs: {planned}}}\n")
+        pd.DataFrame({"epoch": range(len(test)), "val_overall": val, "test_open": [t - 10 for t in test],
+                      "test_closed": [t + 10 for t in test], "test_overall": test,
+                      "test_routed_open": [t - 11 for t in test], "test_routed_closed": [t + 9 for t in test],
+                      "test_routed_overall": [t - 1 for t in test]}).to_csv(run_dir / "metrics.csv", index=False)
+
+    archived_run("vqa_rad-qcr", 200, test=[50, 60, 58], val=[70, 75, 75])  # stopped after 3 of 200
+    archived_run("vqa_rad-qcr-frozen", 200, test=[40, 45, 52, 99], val=[60, 65, 64, 99])  # epoch 3 is past the match
+    table = reproduce.matched_ablation_table(tmp_path).set_index("protocol")
+    assert list(table.index) == ["sound", "pubmedclip-legacy"] and set(table["epochs"]) == {"3"}
+    sound = table.loc["sound"]  # best validation: fine-tuned epoch 1 (first maximum), frozen epoch 1
+    assert (sound["base overall"], sound["variant overall"]) == ("60.0", "45.0")
+    assert sound["change open / closed / overall"] == "-15.0 / -15.0 / -15.0"
+    legacy = table.loc["pubmedclip-legacy"]  # best routed test: epochs 1 and 2
+    assert (legacy["base overall"], legacy["variant overall"], legacy["seeds"]) == ("59.0", "51.0", "88")
+
+    (tmp_path / "vqa_rad-qcr" / "s88" / "config.yaml").write_text("train: {epochs: 3}\n")
+    (tmp_path / "vqa_rad-qcr-frozen" / "s88" / "config.yaml").write_text("train: {epochs: 4}\n")
+    assert reproduce.matched_ablation_table(tmp_path).empty  # both finished: ablation_table compares them
 
 
 def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
@@ -118,6 +144,22 @@ def test_committed_tables_rebuild_from_their_archive(reproduce, machine: str) ->
     assert len(rebuilt) == len(committed) > 0
     columns = ["row", "seed", "protocol", "overall", "schedule"]
     assert rebuilt[columns].astype(str).values.tolist() == committed[columns].astype(str).values.tolist()
+
+
+@pytest.mark.parametrize("machine", ["cpu", "h100"])
+def test_metrics_csv_replays_every_archived_result(reproduce, machine: str) -> None:
+    replayed = 0
+    for run_dir in sorted((REPO / "experiments" / "results" / machine / "runs").glob("*/s*")):
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        for protocol in reproduce.MATCHED_PROTOCOLS:
+            path = run_dir / f"results_{protocol}.json"
+            if path.is_file():
+                result, chosen = json.loads(path.read_text()), reproduce.select_epoch(metrics, protocol)
+                assert chosen["epoch"] == result["epoch"], path
+                assert [round(chosen[k], 2) for k in ("open", "closed", "overall")] == \
+                    [result[k] for k in ("open", "closed", "overall")], path
+                replayed += 1
+    assert replayed > 0
 
 
 def test_row_refuses_data_resized_with_another_filter(reproduce, tmp_path: Path, capsys) -> None:
