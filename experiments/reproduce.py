@@ -3,6 +3,8 @@
     python experiments/reproduce.py list
     python experiments/reproduce.py run ROW [--seeds 1204,1,2] [--runs runs/repro] [--data vqa_rad=DIR] [key=value ...]
         (key=value: config overrides for every seed, e.g. train.device=cuda train.epochs=5)
+    python experiments/reproduce.py evaluate ROW [--seeds 1204,1,2] [--runs runs/repro]
+        (runs as they stand, e.g. stopped before the end of their schedule)
     python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results] [--readme README.md]
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
@@ -58,6 +60,7 @@ class Row:
 
 
 MEVF_BAN_RAD = {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)}  # published
+QCR_RAD = {"pubmedclip-legacy": (60.0, 79.3, 71.6)}
 ROWS: dict[str, Row] = {
     "vqa_rad-mevf_ban": Row("configs/vqa_rad/mevf_ban.yaml", PROTOCOLS, MEVF_BAN_RAD),
     "vqa_rad-mevf_ban-all-train": Row("configs/vqa_rad/mevf_ban.yaml", ("pubmedclip-legacy", "mevf-legacy"),
@@ -66,8 +69,12 @@ ROWS: dict[str, Row] = {
     "vqa_rad-mevf_ban-frozen": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS),
     "vqa_rad-mevf_ban-frozen-nearest": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, resize_filter="nearest"),
     "vqa_rad-mevf_ban-frozen-bf16": Row("configs/vqa_rad/mevf_ban_frozen.yaml", PROTOCOLS, overrides=("train.bf16=true",)),
-    "vqa_rad-qcr": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"),
-                       {"pubmedclip-legacy": (60.0, 79.3, 71.6)}),
+    "vqa_rad-qcr": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"), QCR_RAD),
+    "vqa_rad-qcr-all-train": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy",), QCR_RAD,
+                                 ("data.train_splits=[train,val]",)),
+    # the published QCR code never loads the MAML weights: its MAML branch is trained from random weights
+    "vqa_rad-qcr-maml-unloaded": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"), QCR_RAD,
+                                     ("model.weights.maml=",)),
     "vqa_rad-qcr-frozen": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound")),
     # pubmedclip-legacy on a train-answer-set run: test-selected epoch, but not the published answer set
     "slake-mevf_ban": Row("configs/slake/mevf_ban.yaml", ("sound", "pubmedclip-legacy")),
@@ -97,6 +104,8 @@ ABLATIONS = (
     Ablation(FROZEN, "vqa_rad-qcr", "vqa_rad-qcr-frozen"),
     Ablation(FROZEN, "slake-qcr", "slake-qcr-frozen"),
     Ablation("train on all of train (validation tenth included)", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-all-train"),
+    Ablation("train on all of train (validation tenth included)", "vqa_rad-qcr", "vqa_rad-qcr-all-train"),
+    Ablation("MAML branch from random weights (the published QCR code)", "vqa_rad-qcr", "vqa_rad-qcr-maml-unloaded"),
     Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-nearest"),
     Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban-frozen",
              "vqa_rad-mevf_ban-frozen-nearest"),
@@ -144,7 +153,17 @@ def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overr
                              *row.overrides, *overrides])
         if status != 0:
             raise UserError(f"training {run_dir} failed with status {status}")
-        for protocol in row.protocols:
+        evaluate_row(name, [seed], runs)
+
+
+def evaluate_row(name: str, seeds: list[int], runs: Path) -> None:
+    """Evaluate the runs of a row as they stand under its protocols (a stopped run: its best epochs so far)."""
+    for seed in seeds:
+        run_dir = runs / name / f"s{seed}"
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise UserError(f"{run_dir} has no checkpoints/last.pt: train it first "
+                            f"(reproduce.py run {name} --seeds {seed})")
+        for protocol in ROWS[name].protocols:
             evaluate.evaluate_run(run_dir, protocol)
 
 
@@ -422,15 +441,26 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_list(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list")
     run = sub.add_parser("run")
     run.add_argument("row", choices=list(ROWS))
-    run.add_argument("--seeds", default="1204", help="comma-separated seeds")
+    run.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
     run.add_argument("--runs", type=Path, default=Path("runs/repro"))
     run.add_argument("--data", action="append", default=[], help="DATASET=DIR prepared data (vqa_rad=..., slake=...)")
+    ev = sub.add_parser("evaluate", help="evaluate the runs of a row as they stand, e.g. after stopping them")
+    ev.add_argument("row", choices=list(ROWS))
+    ev.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
+    ev.add_argument("--runs", type=Path, default=Path("runs/repro"))
     rep = sub.add_parser("report")
     rep.add_argument("--runs", type=Path, default=Path("runs/repro"))
     rep.add_argument("--out", type=Path, default=Path("experiments/results"))
@@ -445,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<32} {row.config:<38} {', '.join(row.protocols)}")
         elif args.command == "run":
             data = dict(item.split("=", 1) for item in args.data)
-            run_row(args.row, [int(s) for s in args.seeds.split(",")], args.runs, data, overrides)
+            run_row(args.row, args.seeds, args.runs, data, overrides)
+        elif args.command == "evaluate":
+            evaluate_row(args.row, args.seeds, args.runs)
         else:
             print(report(args.runs, args.out).to_string(index=False))
             if args.readme:

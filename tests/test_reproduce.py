@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from medvqa import train
+from medvqa.config import load_config
 from medvqa.errors import UserError
 from medvqa.cli import main as medvqa_main
 
@@ -24,6 +25,9 @@ def test_rows_point_at_existing_configs(reproduce) -> None:
     for name, row in reproduce.ROWS.items():
         assert (REPO / row.config).is_file(), name
         assert set(row.protocols) <= set(reproduce.PROTOCOLS)
+        load_config(REPO / row.config, list(row.overrides))  # the overrides name real keys
+    for ablation in reproduce.ABLATIONS:
+        assert {ablation.base, ablation.variant} <= set(reproduce.ROWS), ablation
 
 
 def test_report_from_runs(reproduce, tmp_path: Path) -> None:
@@ -36,8 +40,12 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
         assert train.main(["--config", str(REPO / "configs/synthetic/mevf_ban_tiny.yaml"), "--out", str(run_dir),
                            f"data.root={data}", "model.freeze_visual=true", "train.epochs=2",
                            f"train.seed={seed}"]) == 0
+    assert reproduce.main(["evaluate", "vqa_rad-mevf_ban-frozen", "--seeds", "0,1", "--runs", str(runs)]) == 0
+    assert sorted(p.name for p in (runs / "vqa_rad-mevf_ban-frozen" / "s1").glob("results_*.json")) == [
+        "results_mevf-legacy.json", "results_pubmedclip-legacy.json", "results_sound.json"]
+    assert reproduce.main(["evaluate", "vqa_rad-mevf_ban-frozen", "--seeds", "2", "--runs", str(runs)]) == 2
     summary = reproduce.report(runs, tmp_path / "out")
-    assert list(summary["seeds"]) == [2] and "+-" in summary["overall"].iloc[0]
+    assert list(summary["seeds"]) == [2, 2, 2] and "+-" in summary["overall"].iloc[0]
     assert summary["schedule"].iloc[0] == "2 epochs, frozen branches"
     table = (tmp_path / "out" / "table.md").read_text()
     assert table.startswith("| row | protocol |") and "vqa_rad-mevf_ban-frozen" in table
@@ -45,15 +53,16 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "ablation.md").read_text() == "no ablation has both rows\n"
     assert (tmp_path / "out" / "ablation_matched.md").read_text() == "no ablation with a run stopped early\n"
     runs_csv = (tmp_path / "out" / "runs.csv").read_text().splitlines()
-    assert len(runs_csv) == 3
+    assert len(runs_csv) == 1 + 2 * 3  # two seeds under three protocols
     assert json.loads((runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json").read_text())["protocol"] == "sound"
 
     archived = tmp_path / "out" / "runs" / "vqa_rad-mevf_ban-frozen" / "s1"
-    assert sorted(p.name for p in archived.iterdir()) == ["config.yaml", "metrics.csv", "results_sound.json"]
+    assert sorted(p.name for p in archived.iterdir()) == ["config.yaml", "metrics.csv", "results_mevf-legacy.json",
+                                                          "results_pubmedclip-legacy.json", "results_sound.json"]
     shutil.rmtree(runs / "vqa_rad-mevf_ban-frozen" / "s1")  # a machine that holds only some runs
-    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [2]
+    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [2, 2, 2]
     shutil.rmtree(archived)  # dropping a run from the table
-    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [1]
+    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [1, 1, 1]
 
     with pytest.raises(UserError, match="inside the archive"):  # would replace the runs with their light files
         reproduce.report(tmp_path / "out" / "runs", tmp_path / "out")
