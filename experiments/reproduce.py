@@ -34,6 +34,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
@@ -162,19 +163,26 @@ def evaluate_row(name: str, seeds: list[int], runs: Path) -> None:
         run_dir = runs / name / f"s{seed}"
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             raise UserError(f"{run_dir} has no checkpoints/last.pt: train it first "
-                            f"(reproduce.py run {name} --seeds {seed})")
+                            f"(reproduce.py run {name} --seeds {seed} --runs {runs})")
         for protocol in ROWS[name].protocols:
             evaluate.evaluate_run(run_dir, protocol)
 
 
 def collect(runs: Path) -> pd.DataFrame:
-    """One line per (row, seed, protocol) result file found under ``runs``."""
+    """One line per (row, seed, protocol) result file found under ``runs``, for the protocols of its row.
+
+    Other protocols' files are passed over: training evaluates every run under ``sound``, which is no
+    validation choice for a row trained on its validation split.
+    """
     lines, schedules = [], {}
     for path in sorted(runs.glob("*/s*/results_*.json")):
-        result = json.loads(path.read_text())
         row = path.parent.parent.name
         if row not in ROWS:
             raise UserError(f"{path.parent.parent} is not a row of this script (renamed?): rename or delete it")
+        if path.stem.removeprefix("results_") not in ROWS[row].protocols:
+            continue
+        result = json.loads(path.read_text())
+        check_current(path, result)
         if path.parent not in schedules:  # one run has several protocol files
             schedules[path.parent] = schedule(path.parent)
             resize_filter = (result.get("data") or {}).get("square_filter") or ROWS[row].resize_filter
@@ -183,8 +191,21 @@ def collect(runs: Path) -> pd.DataFrame:
         lines.append({"row": row, "seed": int(path.parent.name[1:]), "protocol": result["protocol"],
                       "open": result["open"], "closed": result["closed"], "overall": result["overall"],
                       "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
-                      "schedule": schedules[path.parent], "config": ROWS[row].config})
+                      "epochs": epochs_done(path.parent), "schedule": schedules[path.parent],
+                      "config": ROWS[row].config})
     return pd.DataFrame(lines)
+
+
+def check_current(path: Path, result: dict) -> None:
+    """Refuse a result evaluated before its run trained on: its protocol would pick another epoch now."""
+    metrics = pd.read_csv(path.parent / "metrics.csv")
+    protocol = result["protocol"]
+    now = int(metrics["epoch"].iloc[-1]) if protocol == "mevf-legacy" else select_epoch(metrics, protocol)["epoch"]
+    if now != result["epoch"]:
+        run_dir = path.parent
+        raise UserError(f"{path} holds epoch {result['epoch']}, but after the {len(metrics)} epochs of its "
+                        f"metrics.csv {protocol} picks epoch {now}: evaluate again (reproduce.py evaluate "
+                        f"{run_dir.parent.name} --seeds {run_dir.name[1:]} --runs {run_dir.parent.parent})")
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -214,15 +235,18 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Each ablation whose two rows both have finished runs: mean +- std of each, and the change.
+    """Each ablation whose two rows both have finished runs, all as long: mean +- std of each, and the change.
 
     The change is the difference of the means over all seeds of each row; ``paired`` counts the seeds
     both rows ran, and the std of their per-seed changes follows in brackets when there are two or more.
+    Runs stopped early, or of another length than the other row's, are compared by ``matched_ablation_table``.
     """
     finished = results[~results["schedule"].str.contains("stopped after")]
     lines = []
     for ablation in ABLATIONS:
         base, variant = (finished[finished["row"] == name] for name in (ablation.base, ablation.variant))
+        if len(set(base["epochs"]) | set(variant["epochs"])) > 1:
+            continue
         for protocol in [p for p in SHOWN_ORDER if p in set(base["protocol"]) & set(variant["protocol"])]:
             a = base[base["protocol"] == protocol].set_index("seed")
             b = variant[variant["protocol"] == protocol].set_index("seed")
@@ -242,7 +266,9 @@ def select_epoch(metrics: pd.DataFrame, protocol: str) -> pd.Series:
     run whose per-epoch ``metrics.csv`` is ``metrics``: the first maximum, as training keeps its checkpoints.
 
     ``sound``: the best validation epoch (the last one without a validation split), gold answer types;
-    ``pubmedclip-legacy``: the best test epoch, routed by the type classifier where the run has one.
+    ``pubmedclip-legacy``: the best test epoch, routed by the type classifier where the run has one
+    (QCR: evaluation routes only QCR, so a MEVF run trained with a type classifier gets its epoch here,
+    not its gold-type accuracies).
     """
     if protocol == "sound":
         chosen = metrics.loc[metrics["val_overall"].idxmax()] if "val_overall" in metrics else metrics.iloc[-1]
@@ -259,38 +285,37 @@ MATCHED_PROTOCOLS = ("sound", "pubmedclip-legacy")  # the protocols select_epoch
 
 
 def matched_ablation_table(archive_dir: Path) -> pd.DataFrame:
-    """The ablations that a run stopped early keeps out of ``ablation_table``, compared at matched epochs.
+    """The ablations ``ablation_table`` leaves out (a run stopped early, or runs of different lengths),
+    compared at matched epochs.
 
     For each seed both rows ran, both runs' ``metrics.csv`` are cut to the epochs both finished, and each
     protocol picks its epoch within them (``select_epoch``): the same schedule on both sides, shortened.
+    ``picked`` gives the epoch each side chose (base/variant), per seed.
     """
     lines = []
     for ablation in ABLATIONS:
-        pairs = []
-        for base_dir in sorted((archive_dir / ablation.base).glob("s*")):
-            variant_dir = archive_dir / ablation.variant / base_dir.name
-            if (base_dir / "metrics.csv").is_file() and (variant_dir / "metrics.csv").is_file():
-                pairs.append((base_dir, variant_dir))
-        if not any("stopped after" in schedule(run_dir) for pair in pairs for run_dir in pair):
-            continue  # all finished: ablation_table has it
+        pairs = [(base_dir, archive_dir / ablation.variant / base_dir.name)
+                 for base_dir in sorted((archive_dir / ablation.base).glob("s*"))
+                 if (archive_dir / ablation.variant / base_dir.name / "metrics.csv").is_file()]
+        stopped = any("stopped after" in schedule(run_dir) for pair in pairs for run_dir in pair)
+        if not pairs or not stopped and len({epochs_done(run_dir) for pair in pairs for run_dir in pair}) == 1:
+            continue  # ablation_table has it
         for protocol in [p for p in MATCHED_PROTOCOLS
                          if p in ROWS[ablation.base].protocols and p in ROWS[ablation.variant].protocols]:
-            changes, base_scores, variant_scores, epochs = [], [], [], []
+            chosen, epochs = [], []
             for base_dir, variant_dir in pairs:
                 n = min(epochs_done(base_dir), epochs_done(variant_dir))
-                a, b = (select_epoch(pd.read_csv(d / "metrics.csv").iloc[:n], protocol) for d in (base_dir, variant_dir))
-                base_scores.append(a["overall"])
-                variant_scores.append(b["overall"])
-                changes.append(b[["open", "closed", "overall"]] - a[["open", "closed", "overall"]])
+                chosen.append([select_epoch(pd.read_csv(d / "metrics.csv").iloc[:n], protocol)
+                               for d in (base_dir, variant_dir)])
                 epochs.append(n)
-            change = pd.DataFrame(changes)
+            base, variant = (pd.DataFrame([pair[side] for pair in chosen]) for side in (0, 1))
             lines.append({"change": ablation.change, "base": ablation.base, "variant": ablation.variant,
                           "protocol": protocol, "epochs": "/".join(map(str, epochs)),
-                          "base overall": _mean_std(pd.Series(base_scores)),
-                          "variant overall": _mean_std(pd.Series(variant_scores)),
-                          "change open / closed / overall": " / ".join(f"{change[k].mean():+.1f}"
-                                                                      for k in ("open", "closed", "overall")),
-                          "seeds": ",".join(d.name[1:] for d, _ in pairs)})
+                          "base overall": _mean_std(base["overall"]), "variant overall": _mean_std(variant["overall"]),
+                          "change open / closed / overall": " / ".join(
+                              f"{(variant[k] - base[k]).mean():+.1f}" for k in ("open", "closed", "overall")),
+                          "seeds": ",".join(d.name[1:] for d, _ in pairs),
+                          "picked": ",".join(f"{a:.0f}/{b:.0f}" for a, b in zip(base["epoch"], variant["epoch"]))})
     return pd.DataFrame(lines)
 
 
@@ -323,6 +348,10 @@ def plot_curves(runs: Path, out: Path) -> None:
     plt.close(figure)
 
 
+def published_overall(row: str, protocol: str) -> float | None:
+    return (ROWS[row].published.get(protocol) or (None, None, None))[2]
+
+
 PROTOCOL_COLOURS = {"sound": "C0", "pubmedclip-legacy": "C1", "mevf-legacy": "C2"}
 
 
@@ -337,18 +366,23 @@ def plot_spread(results: pd.DataFrame, out: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 0.4 * len(groups) + 1.2))
     for y, ((row, protocol), group) in enumerate(groups):
         stopped = group["schedule"].str.contains("stopped after")
-        for runs_group, face in ((group[~stopped], PROTOCOL_COLOURS[protocol]), (group[stopped], "none")):
-            axis.scatter(runs_group["overall"], [y] * len(runs_group), s=20, edgecolors=PROTOCOL_COLOURS[protocol],
-                         facecolors=face, label=protocol if face != "none" else "stopped early (hollow)")
-        published = (ROWS[row].published.get(protocol) or (None,) * 3)[2]
-        if published is not None:
-            axis.scatter([published], [y], marker="x", s=30, color="black", label="published")
+        colour = PROTOCOL_COLOURS[protocol]
+        axis.scatter(group.loc[~stopped, "overall"], [y] * int((~stopped).sum()), s=20, color=colour)
+        axis.scatter(group.loc[stopped, "overall"], [y] * int(stopped.sum()), s=20, edgecolors=colour,
+                     facecolors="none")
+        if published_overall(row, protocol) is not None:
+            axis.scatter([published_overall(row, protocol)], [y], marker="x", s=30, color="black")
     axis.set_yticks(range(len(groups)), [f"{row} [{protocol}]" for (row, protocol), _ in groups], fontsize=7)
     axis.invert_yaxis()
     axis.grid(axis="x", alpha=0.3)
-    handles = dict(zip(*reversed(axis.get_legend_handles_labels())))
-    order = [label for label in (*SHOWN_ORDER, "published", "stopped early (hollow)") if label in handles]
-    axis.legend([handles[label] for label in order], order, fontsize=7, loc="best")
+    legend = [Line2D([], [], ls="", marker="o", color=PROTOCOL_COLOURS[p], label=p)
+              for p in SHOWN_ORDER if p in set(results["protocol"])]
+    if results["schedule"].str.contains("stopped after").any():
+        legend.append(Line2D([], [], ls="", marker="o", color="grey", markerfacecolor="none",
+                             label="stopped early"))
+    if any(published_overall(row, protocol) is not None for (row, protocol), _ in groups):
+        legend.append(Line2D([], [], ls="", marker="x", color="black", label="published"))
+    axis.legend(handles=legend, fontsize=7, loc="best")
     axis.set_xlabel("overall accuracy % (one dot per seed)")
     figure.tight_layout()
     save_figure(figure, out / "seed_spread.png")

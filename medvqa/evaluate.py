@@ -89,6 +89,8 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
                      f"{config.data.answer_vocab!r}")
     if spec.checkpoint == "best_test":
         notes.append("best epoch chosen on the test set: optimistic, for comparison with published numbers only")
+    if spec.checkpoint == "best_val" and not len(exp.splits["val"]):
+        notes.append("no validation split (trained on it): the last epoch, not a validation choice")
     results = {"protocol": protocol, "dataset": exp.ds.name, "model": config.model.name,
                "checkpoint": spec.checkpoint, "epoch": state["epoch"], "answer_vocab": config.data.answer_vocab,
                "routing": "type classifier" if routed else "gold answer type",

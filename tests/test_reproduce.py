@@ -74,16 +74,17 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
 
 
 def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) -> None:
-    def result(row: str, seed: int, overall: float, schedule: str = "20 epochs") -> dict:
+    def result(row: str, seed: int, overall: float, schedule: str = "20 epochs", epochs: int = 20) -> dict:
         return {"row": row, "seed": seed, "protocol": "sound", "open": overall - 10, "closed": overall + 10,
-                "overall": overall, "schedule": schedule}
+                "overall": overall, "schedule": schedule, "epochs": epochs}
 
     results = pd.DataFrame([result("vqa_rad-mevf_ban", 1, 60.0), result("vqa_rad-mevf_ban", 2, 62.0),
                             result("vqa_rad-mevf_ban-frozen", 1, 50.0), result("vqa_rad-mevf_ban-frozen", 2, 51.0),
                             result("vqa_rad-mevf_ban-frozen", 3, 55.0),
-                            result("vqa_rad-mevf_ban-nearest", 1, 99.0, "20 epochs (stopped after 3)")])
+                            result("vqa_rad-mevf_ban-nearest", 1, 99.0, "20 epochs (stopped after 3)"),
+                            result("vqa_rad-mevf_ban-frozen-bf16", 1, 40.0, "10 epochs", epochs=10)])
     table = reproduce.ablation_table(results)
-    assert len(table) == 1  # the unfinished nearest run is left out; bf16 and all-train have no runs
+    assert len(table) == 1  # left out: the unfinished nearest run, the bf16 run of another length; all-train has none
     line = table.iloc[0]
     assert (line["base"], line["variant"], line["protocol"]) == ("vqa_rad-mevf_ban", "vqa_rad-mevf_ban-frozen", "sound")
     assert line["base overall (seeds)"] == "61.0 +- 1.4 (2)" and line["variant overall (seeds)"] == "52.0 +- 2.6 (3)"
@@ -91,29 +92,67 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) 
     assert line["paired"] == "2 (0.7)"  # per-seed changes -10 and -11
 
 
+def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float], val: list[float] | None) -> Path:
+    """An archived run: its config and a metrics.csv whose open / closed / routed columns all differ."""
+    run_dir = root / row / f"s{seed}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"model: {{freeze_visual: {'frozen' in row}}}\ntrain: {{epochs: {planned}}}\n")
+    metrics = {"epoch": range(len(test)), "test_open": [t - 10 for t in test], "test_closed": [t + 5 for t in test],
+               "test_overall": test, "test_routed_open": [t - 12 for t in test],
+               "test_routed_closed": [t + 4 for t in test], "test_routed_overall": [t - 1 for t in test]}
+    if val is not None:
+        metrics["val_overall"] = val
+    pd.DataFrame(metrics).to_csv(run_dir / "metrics.csv", index=False)
+    return run_dir
+
+
 def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finished(reproduce, tmp_path: Path) -> None:
-    def archived_run(row: str, planned: int, test: list[float], val: list[float]) -> None:
-        run_dir = tmp_path / row / "s88"
-        run_dir.mkdir(parents=True)
-        (run_dir / "config.yaml").write_text(f"model: {{freeze_visual: {'frozen' in row}}}\ntrain: {{epochs: {planned}}}\n")
-        pd.DataFrame({"epoch": range(len(test)), "val_overall": val, "test_open": [t - 10 for t in test],
-                      "test_closed": [t + 10 for t in test], "test_overall": test,
-                      "test_routed_open": [t - 11 for t in test], "test_routed_closed": [t + 9 for t in test],
-                      "test_routed_overall": [t - 1 for t in test]}).to_csv(run_dir / "metrics.csv", index=False)
+    archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[50, 60, 58], val=[70, 75, 75])  # stopped after 3
+    archived_run(tmp_path, "vqa_rad-qcr-frozen", 88, 200, test=[40, 45, 52, 99], val=[60, 65, 64, 99])
+    archived_run(tmp_path, "vqa_rad-qcr", 1, 200, test=[50, 56], val=[70, 71])  # stopped after 2
+    archived_run(tmp_path, "vqa_rad-qcr-frozen", 1, 200, test=[44, 47, 99], val=[61, 60, 99])
+    archived_run(tmp_path, "vqa_rad-qcr-all-train", 88, 200, test=[51, 62, 60], val=None)  # no validation split
+    table = reproduce.matched_ablation_table(tmp_path)
+    frozen = table[table["variant"] == "vqa_rad-qcr-frozen"].set_index("protocol")
+    assert list(frozen.index) == ["sound", "pubmedclip-legacy"] and set(frozen["epochs"]) == {"2/3"}  # seeds 1, 88
+    sound = frozen.loc["sound"]  # best validation, first maximum: seed 1 epochs 1/0, seed 88 epochs 1/1
+    assert (sound["picked"], sound["base overall"], sound["variant overall"]) == ("1/0,1/1", "58.0 +- 2.8", "44.5 +- 0.7")
+    assert sound["change open / closed / overall"] == "-13.5 / -13.5 / -13.5"  # gold types: all shifted alike
+    legacy = frozen.loc["pubmedclip-legacy"]  # best routed test within the matched epochs
+    assert (legacy["picked"], legacy["seeds"]) == ("1/1,1/2", "1,88")
+    assert (legacy["base overall"], legacy["variant overall"]) == ("57.0 +- 2.8", "48.5 +- 3.5")
+    all_train = table[table["variant"] == "vqa_rad-qcr-all-train"]  # its row reports pubmedclip-legacy alone
+    assert list(all_train["protocol"]) == ["pubmedclip-legacy"] and list(all_train["picked"]) == ["1/1"]
+    assert list(all_train["change open / closed / overall"]) == ["+2.0 / +2.0 / +2.0"]
 
-    archived_run("vqa_rad-qcr", 200, test=[50, 60, 58], val=[70, 75, 75])  # stopped after 3 of 200
-    archived_run("vqa_rad-qcr-frozen", 200, test=[40, 45, 52, 99], val=[60, 65, 64, 99])  # epoch 3 is past the match
-    table = reproduce.matched_ablation_table(tmp_path).set_index("protocol")
-    assert list(table.index) == ["sound", "pubmedclip-legacy"] and set(table["epochs"]) == {"3"}
-    sound = table.loc["sound"]  # best validation: fine-tuned epoch 1 (first maximum), frozen epoch 1
-    assert (sound["base overall"], sound["variant overall"]) == ("60.0", "45.0")
-    assert sound["change open / closed / overall"] == "-15.0 / -15.0 / -15.0"
-    legacy = table.loc["pubmedclip-legacy"]  # best routed test: epochs 1 and 2
-    assert (legacy["base overall"], legacy["variant overall"], legacy["seeds"]) == ("59.0", "51.0", "88")
+    for seed in (1, 88):  # all finished, all as long: ablation_table compares them, not this table
+        for row, epochs in (("vqa_rad-qcr", 2), ("vqa_rad-qcr-frozen", 2)):
+            (tmp_path / row / f"s{seed}" / "config.yaml").write_text(f"train: {{epochs: {epochs}}}\n")
+            metrics = pd.read_csv(tmp_path / row / f"s{seed}" / "metrics.csv").iloc[:2]
+            metrics.to_csv(tmp_path / row / f"s{seed}" / "metrics.csv", index=False)
+    shutil.rmtree(tmp_path / "vqa_rad-qcr-all-train")
+    assert reproduce.matched_ablation_table(tmp_path).empty
 
-    (tmp_path / "vqa_rad-qcr" / "s88" / "config.yaml").write_text("train: {epochs: 3}\n")
-    (tmp_path / "vqa_rad-qcr-frozen" / "s88" / "config.yaml").write_text("train: {epochs: 4}\n")
-    assert reproduce.matched_ablation_table(tmp_path).empty  # both finished: ablation_table compares them
+
+def test_select_epoch_without_a_validation_split_takes_the_last_epoch(reproduce, tmp_path: Path) -> None:
+    run_dir = archived_run(tmp_path, "vqa_rad-qcr-all-train", 88, 3, test=[51, 62, 60], val=None)
+    chosen = reproduce.select_epoch(pd.read_csv(run_dir / "metrics.csv"), "sound")
+    assert chosen.to_dict() == {"open": 50.0, "closed": 65.0, "overall": 60.0, "epoch": 2}
+    with pytest.raises(ValueError, match="freeform"):
+        reproduce.select_epoch(pd.read_csv(run_dir / "metrics.csv"), "mevf-legacy")
+
+
+def test_report_refuses_a_result_older_than_its_metrics(reproduce, tmp_path: Path) -> None:
+    run_dir = archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[50, 60, 58], val=[70, 75, 76])
+    result = {"protocol": "sound", "open": 50.0, "closed": 65.0, "overall": 60.0, "n_open": 1, "n_closed": 1,
+              "epoch": 1}  # evaluated after epoch 1; epoch 2 has since beaten it on validation
+    (run_dir / "results_sound.json").write_text(json.dumps(result))
+    with pytest.raises(UserError, match=r"holds epoch 1, but after the 3 epochs .* sound picks epoch 2: evaluate again"):
+        reproduce.collect(tmp_path)
+    (run_dir / "results_sound.json").write_text(json.dumps({**result, "epoch": 2}))
+    assert list(reproduce.collect(tmp_path)["epochs"]) == [3]
+    (run_dir / "results_mevf-legacy.json").write_text(json.dumps({**result, "protocol": "mevf-legacy"}))
+    assert len(reproduce.collect(tmp_path)) == 1  # not a protocol of its row: passed over
 
 
 def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
@@ -156,7 +195,7 @@ def test_committed_tables_rebuild_from_their_archive(reproduce, machine: str) ->
 
 
 @pytest.mark.parametrize("machine", ["cpu", "h100"])
-def test_metrics_csv_replays_every_archived_result(reproduce, machine: str) -> None:
+def test_metrics_csv_replays_the_archived_sound_and_test_selected_results(reproduce, machine: str) -> None:
     replayed = 0
     for run_dir in sorted((REPO / "experiments" / "results" / machine / "runs").glob("*/s*")):
         metrics = pd.read_csv(run_dir / "metrics.csv")

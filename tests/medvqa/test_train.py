@@ -47,6 +47,14 @@ def test_mevf_finetuned_run_writes_everything(synthetic, tmp_path):
     assert results["overall"] == metrics[0]["test_overall"]  # evaluation reproduces the training-time score
 
 
+def test_sound_result_of_a_run_without_validation_split_says_so(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic}", "train.epochs=1",
+                       "data.train_splits=[train,val]"]) == 0
+    notes = json.loads((run / "results_sound.json").read_text())["notes"]
+    assert "no validation split (trained on it): the last epoch, not a validation choice" in notes
+
+
 def _interrupted_qcr(monkeypatch, data, out, stop_in_epoch, *extra):
     """Train as ``_qcr`` does, stopped like a killed process as epoch ``stop_in_epoch`` begins."""
     real_epoch = train_module.train_one_epoch
