@@ -114,13 +114,9 @@ ABLATIONS = (
 )
 
 
-def epochs_done(run_dir: Path) -> int:
-    metrics = run_dir / "metrics.csv"
-    return len(pd.read_csv(metrics)) if metrics.is_file() else 0
-
-
-def schedule(run_dir: Path) -> str:
-    """How a run was trained, in words, from its saved config and how far it got.
+def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
+    """How a run was trained, in words, from its saved config and the ``done`` epochs it got through,
+    and whether it finished its schedule.
 
     The config is read leniently (only the keys named here), so archived runs stay readable when
     config keys are added or renamed later.
@@ -128,10 +124,10 @@ def schedule(run_dir: Path) -> str:
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model, train_config = config.get("model") or {}, config.get("train") or {}
     epochs = train_config.get("epochs")
-    done = epochs_done(run_dir)
     branches = "frozen branches" if model.get("freeze_visual") else "fine-tuned branches"
     recipe = f"{epochs} epochs, {branches}{', bf16 autocast' if train_config.get('bf16') else ''}"
-    return recipe if epochs is not None and done >= epochs else f"{recipe} (stopped after {done})"
+    finished = epochs is not None and done >= epochs
+    return (recipe, True) if finished else (f"{recipe} (stopped after {done})", False)
 
 
 def check_resize_filter(name: str, data_root: Path) -> None:
@@ -160,12 +156,8 @@ def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overr
 def evaluate_row(name: str, seeds: list[int], runs: Path) -> None:
     """Evaluate the runs of a row as they stand under its protocols (a stopped run: its best epochs so far)."""
     for seed in seeds:
-        run_dir = runs / name / f"s{seed}"
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise UserError(f"{run_dir} has no checkpoints/last.pt: train it first "
-                            f"(reproduce.py run {name} --seeds {seed} --runs {runs})")
         for protocol in ROWS[name].protocols:
-            evaluate.evaluate_run(run_dir, protocol)
+            evaluate.evaluate_run(runs / name / f"s{seed}", protocol)
 
 
 def collect(runs: Path) -> pd.DataFrame:
@@ -174,31 +166,31 @@ def collect(runs: Path) -> pd.DataFrame:
     Other protocols' files are passed over: training evaluates every run under ``sound``, which is no
     validation choice for a row trained on its validation split.
     """
-    lines, schedules = [], {}
-    for path in sorted(runs.glob("*/s*/results_*.json")):
-        row = path.parent.parent.name
+    lines = []
+    for run_dir in sorted({path.parent for path in runs.glob("*/s*/results_*.json")}):
+        row = run_dir.parent.name
         if row not in ROWS:
-            raise UserError(f"{path.parent.parent} is not a row of this script (renamed?): rename or delete it")
-        if path.stem.removeprefix("results_") not in ROWS[row].protocols:
-            continue
-        result = json.loads(path.read_text())
-        check_current(path, result)
-        if path.parent not in schedules:  # one run has several protocol files
-            schedules[path.parent] = schedule(path.parent)
+            raise UserError(f"{run_dir.parent} is not a row of this script (renamed?): rename or delete it")
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        recipe, finished = schedule(run_dir, len(metrics))
+        for protocol in ROWS[row].protocols:
+            path = run_dir / f"results_{protocol}.json"
+            if not path.is_file():
+                continue
+            result = json.loads(path.read_text())
+            check_current(path, result, metrics)
             resize_filter = (result.get("data") or {}).get("square_filter") or ROWS[row].resize_filter
-            if resize_filter != "bicubic":
-                schedules[path.parent] += f", {resize_filter} resize"
-        lines.append({"row": row, "seed": int(path.parent.name[1:]), "protocol": result["protocol"],
-                      "open": result["open"], "closed": result["closed"], "overall": result["overall"],
-                      "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
-                      "epochs": epochs_done(path.parent), "schedule": schedules[path.parent],
-                      "config": ROWS[row].config})
+            lines.append({"row": row, "seed": int(run_dir.name[1:]), "protocol": protocol,
+                          "open": result["open"], "closed": result["closed"], "overall": result["overall"],
+                          "n_open": result["n_open"], "n_closed": result["n_closed"], "epoch": result["epoch"],
+                          "epochs": len(metrics), "finished": finished,
+                          "schedule": recipe + ("" if resize_filter == "bicubic" else f", {resize_filter} resize"),
+                          "config": ROWS[row].config})
     return pd.DataFrame(lines)
 
 
-def check_current(path: Path, result: dict) -> None:
+def check_current(path: Path, result: dict, metrics: pd.DataFrame) -> None:
     """Refuse a result evaluated before its run trained on: its protocol would pick another epoch now."""
-    metrics = pd.read_csv(path.parent / "metrics.csv")
     protocol = result["protocol"]
     now = int(metrics["epoch"].iloc[-1]) if protocol == "mevf-legacy" else select_epoch(metrics, protocol)["epoch"]
     if now != result["epoch"]:
@@ -241,7 +233,7 @@ def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
     both rows ran, and the std of their per-seed changes follows in brackets when there are two or more.
     Runs stopped early, or of another length than the other row's, are compared by ``matched_ablation_table``.
     """
-    finished = results[~results["schedule"].str.contains("stopped after")]
+    finished = results[results["finished"]]
     lines = []
     for ablation in ABLATIONS:
         base, variant = (finished[finished["row"] == name] for name in (ablation.base, ablation.variant))
@@ -297,16 +289,16 @@ def matched_ablation_table(archive_dir: Path) -> pd.DataFrame:
         pairs = [(base_dir, archive_dir / ablation.variant / base_dir.name)
                  for base_dir in sorted((archive_dir / ablation.base).glob("s*"))
                  if (archive_dir / ablation.variant / base_dir.name / "metrics.csv").is_file()]
-        stopped = any("stopped after" in schedule(run_dir) for pair in pairs for run_dir in pair)
-        if not pairs or not stopped and len({epochs_done(run_dir) for pair in pairs for run_dir in pair}) == 1:
+        metrics = {run_dir: pd.read_csv(run_dir / "metrics.csv") for pair in pairs for run_dir in pair}
+        finished = all(schedule(run_dir, len(m))[1] for run_dir, m in metrics.items())
+        if not pairs or finished and len({len(m) for m in metrics.values()}) == 1:
             continue  # ablation_table has it
         for protocol in [p for p in MATCHED_PROTOCOLS
                          if p in ROWS[ablation.base].protocols and p in ROWS[ablation.variant].protocols]:
             chosen, epochs = [], []
-            for base_dir, variant_dir in pairs:
-                n = min(epochs_done(base_dir), epochs_done(variant_dir))
-                chosen.append([select_epoch(pd.read_csv(d / "metrics.csv").iloc[:n], protocol)
-                               for d in (base_dir, variant_dir)])
+            for pair in pairs:
+                n = min(len(metrics[run_dir]) for run_dir in pair)
+                chosen.append([select_epoch(metrics[run_dir].iloc[:n], protocol) for run_dir in pair])
                 epochs.append(n)
             base, variant = (pd.DataFrame([pair[side] for pair in chosen]) for side in (0, 1))
             lines.append({"change": ablation.change, "base": ablation.base, "variant": ablation.variant,
@@ -365,19 +357,19 @@ def plot_spread(results: pd.DataFrame, out: Path) -> None:
     groups = list(in_table_order(results).groupby(["row", "protocol"], sort=False))
     figure, axis = plt.subplots(figsize=(7, 0.4 * len(groups) + 1.2))
     for y, ((row, protocol), group) in enumerate(groups):
-        stopped = group["schedule"].str.contains("stopped after")
-        colour = PROTOCOL_COLOURS[protocol]
-        axis.scatter(group.loc[~stopped, "overall"], [y] * int((~stopped).sum()), s=20, color=colour)
-        axis.scatter(group.loc[stopped, "overall"], [y] * int(stopped.sum()), s=20, edgecolors=colour,
+        finished, colour = group["finished"], PROTOCOL_COLOURS[protocol]
+        axis.scatter(group.loc[finished, "overall"], [y] * int(finished.sum()), s=20, color=colour)
+        axis.scatter(group.loc[~finished, "overall"], [y] * int((~finished).sum()), s=20, edgecolors=colour,
                      facecolors="none")
-        if published_overall(row, protocol) is not None:
-            axis.scatter([published_overall(row, protocol)], [y], marker="x", s=30, color="black")
+        published = published_overall(row, protocol)
+        if published is not None:
+            axis.scatter([published], [y], marker="x", s=30, color="black")
     axis.set_yticks(range(len(groups)), [f"{row} [{protocol}]" for (row, protocol), _ in groups], fontsize=7)
     axis.invert_yaxis()
     axis.grid(axis="x", alpha=0.3)
     legend = [Line2D([], [], ls="", marker="o", color=PROTOCOL_COLOURS[p], label=p)
               for p in SHOWN_ORDER if p in set(results["protocol"])]
-    if results["schedule"].str.contains("stopped after").any():
+    if not results["finished"].all():
         legend.append(Line2D([], [], ls="", marker="o", color="grey", markerfacecolor="none",
                              label="stopped early"))
     if any(published_overall(row, protocol) is not None for (row, protocol), _ in groups):

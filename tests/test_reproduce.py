@@ -76,7 +76,7 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
 def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) -> None:
     def result(row: str, seed: int, overall: float, schedule: str = "20 epochs", epochs: int = 20) -> dict:
         return {"row": row, "seed": seed, "protocol": "sound", "open": overall - 10, "closed": overall + 10,
-                "overall": overall, "schedule": schedule, "epochs": epochs}
+                "overall": overall, "schedule": schedule, "epochs": epochs, "finished": "stopped" not in schedule}
 
     results = pd.DataFrame([result("vqa_rad-mevf_ban", 1, 60.0), result("vqa_rad-mevf_ban", 2, 62.0),
                             result("vqa_rad-mevf_ban-frozen", 1, 50.0), result("vqa_rad-mevf_ban-frozen", 2, 51.0),
