@@ -1,4 +1,5 @@
 """Atomic writes: the old file stays whole when writing the new one fails, and no temporary file is left."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +29,13 @@ def test_every_writer_creates_the_folder(tmp_path: Path) -> None:
     assert write_text_atomic(tmp_path / "a" / "b.txt", "é").read_text(encoding="utf-8") == "é"
     npz = save_npz_atomic(tmp_path / "cache" / "features.npz", keys=np.array(["x"]))
     assert np.load(npz)["keys"].tolist() == ["x"] and [p.name for p in npz.parent.iterdir()] == ["features.npz"]
+
+
+def test_the_new_file_is_on_disk_before_it_replaces_the_old(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    events: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync"))
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append("replace"), real_replace(src, dst)))
+    write_text_atomic(path, "new")
+    assert events == ["fsync", "replace"] and path.read_text() == "new"
