@@ -1,6 +1,7 @@
 """Decode every image once into compact uint8 caches, one memory-mappable ``.npy`` per input spec."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,19 +33,25 @@ class ImageSpec:
         return (self.size, self.size) if self.mode == "L" else (self.size, self.size, 3)
 
 
-IMAGE_SPECS = {
-    "gray84": ImageSpec("gray84", 84, "L", "square"),
-    "gray128": ImageSpec("gray128", 128, "L", "square"),
-    "rgb224": ImageSpec("rgb224", 224, "RGB", "clip"),
-    "rgb288": ImageSpec("rgb288", 288, "RGB", "clip"),
-}
+SPEC_KINDS = {"gray": ("L", "square"), "rgb": ("RGB", "clip")}  # name prefix -> (mode, resize)
+SPEC_NAME = re.compile(r"(gray|rgb)([1-9][0-9]*)")
+MAX_SIZE = 1024
+
+
+def image_spec(name: str) -> ImageSpec:
+    """``gray<N>`` (MAML 84, CDAE 128) or ``rgb<N>`` (CLIP: 224, 288 for RN50x4, 336 ...)."""
+    match = SPEC_NAME.fullmatch(name)
+    if match is None or not 8 <= int(match[2]) <= MAX_SIZE:
+        raise UserError(f"unknown image spec {name!r}: expected gray<N> or rgb<N> with 8 <= N <= {MAX_SIZE}, "
+                        "such as gray84, gray128, rgb224")
+    return ImageSpec(name, int(match[2]), *SPEC_KINDS[match[1]])
+
+
+IMAGE_SPECS = {name: image_spec(name) for name in ("gray84", "gray128", "rgb224", "rgb288")}  # prepared by default
 
 
 def parse_specs(names: Sequence[str]) -> list[ImageSpec]:
-    unknown = [n for n in names if n not in IMAGE_SPECS]
-    if unknown:
-        raise UserError(f"unknown image spec(s) {unknown}: choose from {', '.join(IMAGE_SPECS)}")
-    return [IMAGE_SPECS[n] for n in names]
+    return [image_spec(name) for name in names]
 
 
 def render(image: Image.Image, spec: ImageSpec, square_filter: str = "bicubic") -> np.ndarray:

@@ -88,29 +88,28 @@ def one_hot(labels: Tensor, n: int) -> Tensor:
 
 
 class VisualInputs:
-    """Per encoder, either all images of the dataset (fine-tuned) or their cached encodings (frozen)."""
+    """Per encoder, either all images of the dataset (trainable) or their cached encodings (frozen)."""
 
-    def __init__(self, ds: PreparedDataset, encoders: dict[str, VisualEncoder], frozen: bool,
-                 cache_dir: Path, calibration_rows: Tensor | None, channels_last: bool) -> None:
-        self.images: dict[str, Tensor] = {}  # spec key -> [N_images, C, H, W]
-        self.features: dict[str, Tensor] = {}  # encoder name -> [N_images, D]
+    def __init__(self, ds: PreparedDataset, encoders: dict[str, VisualEncoder], cache_dir: Path,
+                 calibration_rows: Tensor | None, channels_last: bool) -> None:
+        pixels: dict[str, Tensor] = {}  # spec key -> [N_images, C, H, W]
+        self.features: dict[str, Tensor] = {}  # frozen encoder name -> [N_images, D]
         ids = ds.image_ids
+        rows = {image_id: i for i, image_id in enumerate(ids)}
         for name, encoder in encoders.items():
             spec = encoder.input_spec
-            if spec.key not in self.images:
-                self.images[spec.key] = images_to_tensor(ds.images(spec.key), spec)
+            if spec.key not in pixels:
+                pixels[spec.key] = images_to_tensor(ds.images(spec.key), spec)
                 if channels_last:
-                    self.images[spec.key] = self.images[spec.key].contiguous(memory_format=torch.channels_last)
-            if frozen:
-                pixels = self.images[spec.key]
-                if calibration_rows is not None:  # BatchNorm statistics from the training images
-                    calibrate_batchnorm(encoder, pixels[calibration_rows])
-                encoder.freeze()
-                rows = {image_id: i for i, image_id in enumerate(ids)}
+                    pixels[spec.key] = pixels[spec.key].contiguous(memory_format=torch.channels_last)
+            if not encoder.trainable:
+                x = pixels[spec.key]
+                if calibration_rows is not None and encoder.calibrate_norms:  # from the training images
+                    calibrate_batchnorm(encoder, x[calibration_rows])
                 self.features[name] = FeatureCache(cache_dir).features(
-                    encoder, ids, lambda chunk: pixels[[rows[i] for i in chunk]], ds.digest(f"images:{spec.key}"))
-        if frozen:
-            self.images = {}
+                    encoder, ids, lambda chunk: x[[rows[i] for i in chunk]], ds.digest(f"images:{spec.key}"))
+        needed = {encoder.input_spec.key for encoder in encoders.values() if encoder.trainable}
+        self.images = {key: x for key, x in pixels.items() if key in needed}  # what trainable encoders read
 
     def to(self, device: torch.device) -> "VisualInputs":
         """Move the preloaded images and features to ``device`` (in place)."""

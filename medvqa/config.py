@@ -37,7 +37,8 @@ class ModelConfig:
     visual: list[str] = field(default_factory=lambda: ["maml", "cdae"])  # registered visual encoders
     weights: dict[str, str] = field(default_factory=lambda: {
         "maml": f"{PUBLISHED_RAD}/pretrained_maml.weights", "cdae": f"{PUBLISHED_RAD}/pretrained_ae.pth"})
-    freeze_visual: bool = False  # frozen encoders, features computed once and cached on disk
+    freeze_visual: bool | list[str] = False  # true: every encoder, or the names of some; frozen encoders'
+    # features are computed once and cached on disk (PubMedCLIP: [clip], the CDAE fine-tuned)
     rnn: str = "LSTM"
     hidden_dim: int = 1024
     glimpses: int = 2

@@ -49,8 +49,8 @@ def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAH
         raise UserError(f"model.name {m.name!r} is not a VQA head; choose from: mevf_ban, mevf_san, qcr")
     for name in m.visual:
         path = m.weights.get(name)
-        if path and not Path(path).is_file():
-            raise UserError(f"model.weights.{name}: file not found: {path}")
+        if path and not Path(path).exists():
+            raise UserError(f"model.weights.{name}: not found: {path}")
     try:
         model = create_model(
             m.name, ntoken=ds.dictionary.ntoken, **branch_sizes(vocab, m.name),
@@ -109,9 +109,9 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
         raise UserError(f"{ds.root}: no training records in splits {config.data.train_splits}")
     encoders = dict(model.visual.encoders.items())
     cache = Path(config.train.feature_cache or Path(config.data.root) / "feature_cache")
-    frozen = config.model.freeze_visual
+    frozen = any(not encoder.trainable for encoder in encoders.values())
     calibration = splits["train"].image_rows.unique() if frozen and state is None else None
-    visual = VisualInputs(ds, encoders, frozen, cache, calibration, config.train.channels_last)
+    visual = VisualInputs(ds, encoders, cache, calibration, config.train.channels_last)
     parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -56,7 +56,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str, tuple] = {}) -> Any:
-    """``value`` converted to ``kind`` (a dataclass, list, dict, optional or simple type).
+    """``value`` converted to ``kind`` (a dataclass, list, dict, union, optional or simple type).
 
     ``choices`` maps dotted keys to their allowed values. Conversions: int to float, numeric strings
     to float (YAML 1.1 reads ``1e-5`` as a string), ``None`` to ``""`` for a plain ``str``.
@@ -74,8 +74,16 @@ def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return _check_choice(None, where, key, choices)
-        (kind,) = [a for a in args if a is not type(None)]
-        return build(kind, value, where, key, choices)
+        alternatives = [a for a in args if a is not type(None)]
+        if len(alternatives) == 1:
+            return build(alternatives[0], value, where, key, choices)
+        for alternative in alternatives:  # the first that fits: ``bool | list[str]`` takes true or [a, b]
+            try:
+                return build(alternative, value, where, key, choices)
+            except UserError:
+                pass
+        kinds = " or ".join(getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in alternatives)
+        raise UserError(f"{where}: {name} must be {kinds}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{where}: {name} must be a list, got {value!r}")

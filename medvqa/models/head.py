@@ -1,6 +1,7 @@
 """What every VQA head shares: its output type, answer-set loss and visual/language set-up."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,15 +34,20 @@ def answer_bce(logits: Tensor, targets: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"loss reduction {reduction!r}: expected one of {LOSS_REDUCTIONS}")
 
 
-def build_visual(visual: dict[str, str | None], freeze: bool, reconstruction_weight: float) -> VisualFrontEnd:
-    """Encoders by name (value: published weights file or None), frozen when ``freeze``."""
+def build_visual(visual: dict[str, str | None], freeze: bool | Sequence[str],
+                 reconstruction_weight: float) -> VisualFrontEnd:
+    """Encoders by name (value: weights file or None); ``freeze``: all of them (true) or the named ones."""
+    frozen = set(visual) if freeze is True else set(freeze or ())
+    if frozen - set(visual):
+        raise ValueError(f"freeze_visual names {sorted(frozen - set(visual))}, which are not visual encoders "
+                         f"of this model ({', '.join(visual)})")
     encoders = {}
     for name, weights in visual.items():
         kwargs = {"weights": weights}
         if name == "cdae":
             kwargs["reconstruction_weight"] = reconstruction_weight
         encoder = create_encoder(name, **kwargs)
-        if freeze:
+        if name in frozen:
             encoder.freeze()
         encoders[name] = encoder
     return VisualFrontEnd(encoders)

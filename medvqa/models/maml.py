@@ -22,6 +22,7 @@ class MAMLEncoder(VisualEncoder):
     """
 
     input_spec = MAML_INPUT
+    calibrate_norms = True  # the published weights carry no BatchNorm statistics
 
     def __init__(self, channels: int = 64, eps: float = 1e-5, momentum: float = 0.05) -> None:
         super().__init__()

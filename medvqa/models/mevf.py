@@ -21,7 +21,7 @@ class MEVFConfig:
     num_answers: int  # answer set size (458 on VQA-RAD)
     attention: str = "ban"  # "ban": all question states, "san": the last state
     visual: dict[str, str | None] = field(default_factory=lambda: {"maml": None, "cdae": None})  # encoder -> weights
-    freeze_visual: bool = False  # frozen encoders: features come from the cache
+    freeze_visual: bool | list[str] = False  # all encoders or the named ones: features come from the cache
     rnn: str = "LSTM"
     hidden_dim: int = 1024
     glimpses: int = 2  # BAN only

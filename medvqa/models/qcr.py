@@ -20,7 +20,7 @@ class QCRConfig:
     num_closed: int  # closed-branch answer set (56 on VQA-RAD)
     num_open: int  # open-branch answer set (431 on VQA-RAD)
     visual: dict[str, str | None] = field(default_factory=lambda: {"maml": None, "cdae": None})
-    freeze_visual: bool = False
+    freeze_visual: bool | list[str] = False
     rnn: str = "GRU"
     hidden_dim: int = 1024
     glimpses: int = 2

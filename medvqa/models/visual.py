@@ -42,6 +42,7 @@ class VisualEncoder(nn.Module):
     output_dim: int
     projection_dim: int | None = None
     trainable: bool = True
+    calibrate_norms: bool = False  # when frozen, first set BatchNorm statistics from the training images
 
     def encode(self, images: Tensor) -> Tensor:
         raise NotImplementedError

@@ -212,7 +212,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(synthetic, tmp_path, monk
 def test_bad_inputs_are_one_line_errors(synthetic, tmp_path):
     with pytest.raises(UserError, match="not a prepared dataset"):
         train_main(["--config", QCR_TINY, "--out", str(tmp_path / "a"), f"data.root={tmp_path}"])
-    with pytest.raises(UserError, match="model.weights.maml: file not found"):
+    with pytest.raises(UserError, match="model.weights.maml: not found"):
         train_main(["--config", QCR_TINY, "--out", str(tmp_path / "b"), f"data.root={synthetic}",
                     "model.weights.maml=/nonexistent.weights"])
     with pytest.raises(UserError, match="not a run directory"):

@@ -19,6 +19,7 @@ class Inner:
     tag: str | None = None
     sizes: list[int] = field(default_factory=list)
     weights: dict[str, str] = field(default_factory=dict)
+    frozen: bool | list[str] = False
 
 
 @dataclass
@@ -39,6 +40,11 @@ def test_values_are_converted_to_their_types(tmp_path: Path) -> None:
     assert cleared.inner.tag is None and cleared.inner.name == ""  # key= clears: None, or "" for a plain str
 
 
+def test_a_union_takes_the_first_type_that_fits() -> None:
+    assert build(Inner, {"frozen": True}, "c.yaml").frozen is True
+    assert build(Inner, {"frozen": ["clip"]}, "c.yaml").frozen == ["clip"]
+
+
 def test_choices_apply_to_none_too() -> None:
     choices = {"inner.tag": ("a", "b")}
     with pytest.raises(UserError, match="c.yaml: inner.tag must be one of a, b, got null"):
@@ -47,13 +53,14 @@ def test_choices_apply_to_none_too() -> None:
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"inner": {"lrr": 1}}, r"c.yaml: unknown key inner.lrr \(known: lr, name, tag, sizes, weights\)"),
+    ({"inner": {"lrr": 1}}, r"c.yaml: unknown key inner.lrr \(known: lr, name, tag, sizes, weights, frozen\)"),
     ({"inner": {"lr": "fast"}}, "c.yaml: inner.lr must be float, got 'fast'"),
     ({"inner": {"sizes": [1, "two"]}}, r"inner.sizes\[1\] must be int"),
     ({"inner": {"sizes": 3}}, "inner.sizes must be a list"),
     ({"inner": 3}, "inner must be a mapping"),
     ({"mode": "c"}, "mode must be one of a, b, got 'c'"),
     ({"inner": {"tag": True}}, "inner.tag must be str"),
+    ({"inner": {"frozen": "clip"}}, "c.yaml: inner.frozen must be bool or list, got 'clip'"),
 ])
 def test_errors_name_the_file_and_key(data: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):

@@ -1,0 +1,100 @@
+"""The CLIP visual branch: a PubMedCLIP-format checkpoint in MEVF-BAN and QCR, frozen (features cached) beside a
+fine-tuned CDAE, on the synthetic data and on real VQA-RAD."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medvqa.cli import main as cli_main
+from medvqa.errors import UserError
+from medvqa.evaluate import main as evaluate_main
+from medvqa.models import create_encoder
+from medvqa.models.visual import images_to_tensor
+from medvqa.train import main as train_main
+from pubmedclip.checkpoints import export_pubmedclip
+from pubmedclip.encoder import ImageEncoder
+from pubmedclip.models import LoadedClip, random_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+MEVF_TINY = str(ROOT / "configs" / "synthetic" / "mevf_ban_tiny.yaml")
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+
+
+def tiny_checkpoint(arch: str, out: Path) -> tuple[LoadedClip, Path]:
+    """A random tiny CLIP written as the released PubMedCLIP files are (OpenAI key names under state_dict)."""
+    torch.manual_seed(0)
+    loaded = random_clip(arch)
+    return loaded, export_pubmedclip(loaded, out / f"pubmedclip_{arch}.pth", extra={"best_epoch": 3})
+
+
+@pytest.mark.parametrize("arch", ["tiny-vit", "tiny-rn"])
+def test_the_branch_is_the_checkpoints_image_embedding(arch: str, tmp_path: Path) -> None:
+    loaded, path = tiny_checkpoint(arch, tmp_path)
+    branch = create_encoder("clip", weights=path)
+    size = loaded.preprocess["size"]
+    assert branch.input_spec.key == f"rgb{size}" and branch.input_spec.mean == pytest.approx(OPENAI_MEAN)
+    assert branch.output_dim == 64 and not any(name.startswith("transformer.") for name in branch.state_dict())
+    pixels = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)  # an rgb cache
+    ours = branch.eval().encode(images_to_tensor(pixels, branch.input_spec))
+    served = ImageEncoder(path).encode([Image.fromarray(p) for p in pixels])  # pubmedclip's frozen encoder
+    assert ours.shape == (3, 64) and torch.allclose(ours, served, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def synthetic_rgb(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    cli_main(["prepare", "synthetic", "--out", str(out), "--synthetic-images", "16",
+              "--image-specs", "gray128,rgb64"])
+    return out
+
+
+def test_a_clip_branch_without_checkpoint_is_a_one_line_error(synthetic_rgb: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="model: visual encoder 'clip' needs a checkpoint: set model.weights.clip"):
+        train_main(["--config", MEVF_TINY, "--out", str(tmp_path / "run"), f"data.root={synthetic_rgb}",
+                    "model.visual=[clip, cdae]"])
+    with pytest.raises(UserError, match=r"freeze_visual names \['maml'\], which are not visual encoders"):
+        train_main(["--config", MEVF_TINY, "--out", str(tmp_path / "run"), f"data.root={synthetic_rgb}",
+                    "model.visual=[cdae]", "model.freeze_visual=[maml]"])
+
+
+def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path) -> None:
+    """tiny-rn has BatchNorm: frozen, its statistics stay the checkpoint's; the CDAE trains; CLIP features are
+    cached and evaluation reads them back."""
+    loaded, path = tiny_checkpoint("tiny-rn", tmp_path)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    assert train_main(["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=1",
+                       "model.visual=[clip, cdae]", f"model.weights.clip={path}", "model.freeze_visual=[clip]",
+                       f"train.feature_cache={cache}"]) == 0
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    tower = {k.removeprefix("visual.encoders.clip.tower."): v for k, v in state.items()
+             if k.startswith("visual.encoders.clip.")}
+    expected = {k.removeprefix("visual."): v for k, v in loaded.model.state_dict().items() if k.startswith("visual.")}
+    assert tower.keys() == expected.keys() and any("running_mean" in k for k in tower)
+    assert all(torch.equal(tower[k], expected[k]) for k in tower)  # frozen: weights and BatchNorm statistics
+    assert [p.name.split("-")[0] for p in cache.iterdir()] == ["clip"]  # the CDAE is fine-tuned, not cached
+    fresh = create_encoder("cdae", weights=None).state_dict()
+    assert not torch.equal(state["visual.encoders.cdae.conv1.weight"], fresh["conv1.weight"])
+    trained = json.loads((run / "results.json").read_text())
+    assert evaluate_main(["--run", str(run)]) == 0
+    assert json.loads((run / "results.json").read_text())["overall"] == trained["overall"]
+
+
+def test_pubmedclip_qcr_config_on_real_vqa_rad(data_root: Path, tmp_path: Path) -> None:
+    """The shipped PubMedCLIP QCR config, a tiny CLIP in place of the released weights, real images and QA."""
+    data = tmp_path / "vqa_rad"
+    cli_main(["prepare", "vqa-rad", "--source", str(data_root / "vqa_rad" / "data_RAD"), "--out", str(data),
+              "--glove", str(data_root / "glove" / "glove6b_300d_subset.npz"), "--image-specs", "gray128,rgb32"])
+    _, path = tiny_checkpoint("tiny-vit", tmp_path)
+    run = tmp_path / "run"
+    assert train_main(["--config", str(ROOT / "configs" / "vqa_rad" / "qcr_pubmedclip.yaml"), "--out", str(run),
+                       f"data.root={data}", f"model.weights.clip={path}", "model.freeze_visual=true",
+                       "model.hidden_dim=64", "train.batch_size=64", "train.epochs=1", "type_classifier.epochs=1",
+                       "train.progress=false"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["n"] == 451 and 0 < results["overall"] < 100
+    assert {p.name.split("-")[0] for p in (data / "feature_cache").iterdir()} == {"clip", "cdae"}
