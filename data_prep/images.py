@@ -47,7 +47,7 @@ def image_spec(name: str) -> ImageSpec:
     return ImageSpec(name, int(match[2]), *SPEC_KINDS[match[1]])
 
 
-IMAGE_SPECS = {name: image_spec(name) for name in ("gray84", "gray128", "rgb224", "rgb288")}  # prepared by default
+DEFAULT_IMAGE_SPECS = ("gray84", "gray128", "rgb224", "rgb288")  # MAML, CDAE, CLIP ViT-B/32 and RN50, RN50x4
 
 
 def parse_specs(names: Sequence[str]) -> list[ImageSpec]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import slake, synthetic, vqa_rad
-from data_prep.images import IMAGE_SPECS, build_image_caches, parse_specs
+from data_prep.images import DEFAULT_IMAGE_SPECS, build_image_caches, parse_specs
 from data_prep.legacy import write_legacy_files
 from data_prep.source import RawDataset
 from medvqa.data.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
@@ -35,7 +35,7 @@ class PrepareOptions:
     layout: str = "auto"  # VQA-RAD: auto / split / raw
     answers_from: str = "train"
     unknown: str = "token"  # or "last-word" (published)
-    image_specs: list[str] = field(default_factory=lambda: list(IMAGE_SPECS))
+    image_specs: list[str] = field(default_factory=lambda: list(DEFAULT_IMAGE_SPECS))
     square_filter: str = "bicubic"
     val_fraction: float = 0.1
     val_seed: int = 0

@@ -124,7 +124,11 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model, train_config = config.get("model") or {}, config.get("train") or {}
     epochs = train_config.get("epochs")
-    branches = "frozen branches" if model.get("freeze_visual") else "fine-tuned branches"
+    frozen = model.get("freeze_visual")
+    if frozen is True or (frozen and set(frozen) >= set(model.get("visual") or ())):
+        branches = "frozen branches"
+    else:
+        branches = f"{'+'.join(frozen)} frozen, other branches fine-tuned" if frozen else "fine-tuned branches"
     recipe = f"{epochs} epochs, {branches}{', bf16 autocast' if train_config.get('bf16') else ''}"
     finished = epochs is not None and done >= epochs
     return (recipe, True) if finished else (f"{recipe} (stopped after {done})", False)

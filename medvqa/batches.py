@@ -103,11 +103,11 @@ class VisualInputs:
                 if channels_last:
                     pixels[spec.key] = pixels[spec.key].contiguous(memory_format=torch.channels_last)
             if not encoder.trainable:
-                x = pixels[spec.key]
                 if calibration_rows is not None and encoder.calibrate_norms:  # from the training images
-                    calibrate_batchnorm(encoder, x[calibration_rows])
+                    calibrate_batchnorm(encoder, pixels[spec.key][calibration_rows])
                 self.features[name] = FeatureCache(cache_dir).features(
-                    encoder, ids, lambda chunk: x[[rows[i] for i in chunk]], ds.digest(f"images:{spec.key}"))
+                    encoder, ids, lambda chunk, x=pixels[spec.key]: x[[rows[i] for i in chunk]],
+                    ds.digest(f"images:{spec.key}"))
         needed = {encoder.input_spec.key for encoder in encoders.values() if encoder.trainable}
         self.images = {key: x for key, x in pixels.items() if key in needed}  # what trainable encoders read
 

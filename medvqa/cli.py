@@ -46,7 +46,7 @@ def format_summary(summary: dict) -> str:
 
 def prepare_main(argv: list[str] | None = None) -> int:
     """``medvqa prepare {vqa-rad,slake,synthetic} --source PATH --out DIR``."""
-    from data_prep.images import IMAGE_SPECS, RESIZE_FILTERS
+    from data_prep.images import DEFAULT_IMAGE_SPECS, RESIZE_FILTERS
     from data_prep.prepare import READERS, PrepareOptions, prepare
 
     parser = Parser(prog="medvqa prepare", description="Validate a raw dataset and write a prepared directory.")
@@ -61,7 +61,8 @@ def prepare_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers-from", default="train", help="answer vocabulary source: train, train+val, train+test")
     parser.add_argument("--unknown", default="token", choices=["token", "last-word"],
                         help="unknown question words: explicit <unk> token, or the published last-word mapping")
-    parser.add_argument("--image-specs", default=",".join(IMAGE_SPECS), help="comma-separated image caches")
+    parser.add_argument("--image-specs", default=",".join(DEFAULT_IMAGE_SPECS),
+                        help="comma-separated image caches: gray<N> (square resize), rgb<N> (CLIP resize and crop)")
     parser.add_argument("--resize-filter", default="bicubic", choices=list(RESIZE_FILTERS),
                         help="filter of the square gray caches (Pillow>=7 default bicubic; Pillow 6 used nearest)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation part of train")

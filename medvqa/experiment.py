@@ -57,7 +57,7 @@ def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAH
             visual={name: m.weights.get(name) or None for name in m.visual}, freeze_visual=m.freeze_visual,
             rnn=m.rnn, hidden_dim=m.hidden_dim, glimpses=m.glimpses, tfidf=m.tfidf, dropout=m.dropout,
             reconstruction_weight=m.reconstruction_weight, loss_reduction=m.loss_reduction)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, OSError) as error:  # OSError: a folder where a weights file belongs
         raise UserError(f"model: {error}") from None
     glove, tfidf_glove = ds.word_embeddings(tfidf=config.data.tfidf)
     model.init_word_embeddings(glove, tfidf_glove)
@@ -109,8 +109,8 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
         raise UserError(f"{ds.root}: no training records in splits {config.data.train_splits}")
     encoders = dict(model.visual.encoders.items())
     cache = Path(config.train.feature_cache or Path(config.data.root) / "feature_cache")
-    frozen = any(not encoder.trainable for encoder in encoders.values())
-    calibration = splits["train"].image_rows.unique() if frozen and state is None else None
+    calibrate = any(not e.trainable and e.calibrate_norms for e in encoders.values()) and state is None
+    calibration = splits["train"].image_rows.unique() if calibrate else None
     visual = VisualInputs(ds, encoders, cache, calibration, config.train.channels_last)
     parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]
     if config.train.channels_last:

@@ -14,7 +14,7 @@ def replace_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
-        with tmp.open("rb") as handle:  # on disk before the rename, so a power cut leaves the old or the new
+        with tmp.open("r+b") as handle:  # on disk before the rename, so a power cut leaves the old or the new
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:

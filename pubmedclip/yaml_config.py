@@ -77,13 +77,16 @@ def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str
         alternatives = [a for a in args if a is not type(None)]
         if len(alternatives) == 1:
             return build(alternatives[0], value, where, key, choices)
-        for alternative in alternatives:  # the first that fits: ``bool | list[str]`` takes true or [a, b]
+        kinds = [typing.get_origin(a) or a for a in alternatives]  # ``bool | list[str]``: bool, list
+        for alternative, kind_of in zip(alternatives, kinds):  # the value's own kind: its errors are the precise ones
+            if isinstance(value, kind_of) and not (kind_of is int and isinstance(value, bool)):
+                return build(alternative, value, where, key, choices)
+        for alternative in alternatives:  # else the first that converts (an int for ``float | list[float]``)
             try:
                 return build(alternative, value, where, key, choices)
             except UserError:
                 pass
-        kinds = " or ".join(getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in alternatives)
-        raise UserError(f"{where}: {name} must be {kinds}, got {value!r}")
+        raise UserError(f"{where}: {name} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{where}: {name} must be a list, got {value!r}")

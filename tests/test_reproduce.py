@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from medvqa import train
 from medvqa.config import load_config
@@ -225,3 +226,15 @@ def test_row_refuses_data_resized_with_another_filter(reproduce, tmp_path: Path,
 
 def test_report_without_runs(reproduce, tmp_path: Path) -> None:
     assert reproduce.main(["report", "--runs", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ({"visual": ["maml", "cdae"], "freeze_visual": True}, "frozen branches"),
+    ({"visual": ["maml", "cdae"], "freeze_visual": ["cdae", "maml"]}, "frozen branches"),
+    ({"visual": ["clip", "cdae"], "freeze_visual": ["clip"]}, "clip frozen, other branches fine-tuned"),
+    ({"visual": ["maml", "cdae"], "freeze_visual": []}, "fine-tuned branches"),
+])
+def test_schedule_names_the_frozen_branches(reproduce, tmp_path: Path, model: dict, expected: str) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": model, "train": {"epochs": 20}}))
+    assert reproduce.schedule(tmp_path, 20) == (f"20 epochs, {expected}", True)
+    assert reproduce.schedule(tmp_path, 5) == (f"20 epochs, {expected} (stopped after 5)", False)

@@ -120,7 +120,7 @@ class PreparedDataset:
         return list(self._manifest["specs"])
 
     def images(self, spec: str) -> np.ndarray:
-        """The uint8 cache of ``spec`` (``gray84``, ``gray128``, ``rgb224``, ``rgb288``), memory-mapped."""
+        """The uint8 cache of ``spec`` (``gray84``, ``gray128``, ``rgb224``, ... any ``gray<N>`` or ``rgb<N>``), memory-mapped."""
         if spec not in self._manifest["specs"]:
             raise UserError(f"{self.root}: no image cache {spec!r} (prepared: {', '.join(self.image_specs)}); "
                             f"re-run medvqa prepare with --image-specs including it")

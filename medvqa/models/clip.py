@@ -25,14 +25,18 @@ class CLIPEncoder(VisualEncoder):
     def __init__(self, loaded: LoadedClip) -> None:
         super().__init__()
         preprocess = loaded.preprocess
-        if preprocess["resize_mode"] != "shortest":
-            raise ValueError(f"CLIP preprocessing resize_mode {preprocess['resize_mode']!r}: the rgb image caches "
-                             "resize the shortest side and centre-crop; only 'shortest' matches them")
-        size = int(preprocess["size"])
+        sizes = set(preprocess["size"]) if isinstance(preprocess["size"], (list, tuple)) else {preprocess["size"]}
+        made_like_the_caches = {"resize_mode": "shortest", "interpolation": "bicubic"}
+        for setting, expected in made_like_the_caches.items():
+            if preprocess[setting] != expected:
+                raise ValueError(f"CLIP preprocessing {setting} {preprocess[setting]!r}: the rgb image caches are made "
+                                 f"with {expected!r} (bicubic resize of the short side, centre crop)")
+        if len(sizes) != 1:
+            raise ValueError(f"CLIP input size {preprocess['size']}: the rgb image caches are square")
+        size = int(sizes.pop())
         self.input_spec = InputSpec(key=f"rgb{size}", size=size, channels=3, mean=tuple(preprocess["mean"]),
                                     std=tuple(preprocess["std"]))
         self.output_dim = loaded.embed_dim
-        self.arch = loaded.arch
         self.tower = loaded.model.visual
 
     def encode(self, images: Tensor) -> Tensor:

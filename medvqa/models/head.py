@@ -1,7 +1,6 @@
 """What every VQA head shares: its output type, answer-set loss and visual/language set-up."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +33,11 @@ def answer_bce(logits: Tensor, targets: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"loss reduction {reduction!r}: expected one of {LOSS_REDUCTIONS}")
 
 
-def build_visual(visual: dict[str, str | None], freeze: bool | Sequence[str],
+def build_visual(visual: dict[str, str | None], freeze: bool | list[str],
                  reconstruction_weight: float) -> VisualFrontEnd:
     """Encoders by name (value: weights file or None); ``freeze``: all of them (true) or the named ones."""
+    if isinstance(freeze, str):
+        raise ValueError(f"freeze_visual {freeze!r}: give true, false or a list of encoder names, e.g. [{freeze}]")
     frozen = set(visual) if freeze is True else set(freeze or ())
     if frozen - set(visual):
         raise ValueError(f"freeze_visual names {sorted(frozen - set(visual))}, which are not visual encoders "

@@ -23,7 +23,7 @@ from pubmedclip.files import torch_save_atomic
 class InputSpec:
     """How images reach an encoder: the prepared cache (``key``), channels and normalisation."""
 
-    key: str  # prepared image cache: "gray84", "gray128", "rgb224", "rgb288"
+    key: str  # prepared image cache: "gray84", "gray128", "rgb224", ... (gray<N> or rgb<N>)
     size: int
     channels: int
     mean: tuple[float, ...] = (0.0,)
@@ -61,8 +61,8 @@ class VisualEncoder(nn.Module):
         return super().train(mode and self.trainable)
 
     def identity(self) -> str:
-        """A digest of the encoder's name and weights: the feature-cache key."""
-        digest = hashlib.sha1(self.name.encode())
+        """A digest of the encoder's name, input spec and weights: the feature-cache key."""
+        digest = hashlib.sha1(f"{self.name}{self.input_spec}".encode())
         for key, tensor in sorted(self.state_dict().items()):
             digest.update(key.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

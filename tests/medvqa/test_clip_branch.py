@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
+from data_prep.images import image_spec, render
 from medvqa.cli import main as cli_main
 from medvqa.errors import UserError
 from medvqa.evaluate import main as evaluate_main
 from medvqa.models import create_encoder
+from medvqa.models.clip import CLIPEncoder
 from medvqa.models.visual import images_to_tensor
 from medvqa.train import main as train_main
 from pubmedclip.checkpoints import export_pubmedclip
@@ -45,11 +47,41 @@ def test_the_branch_is_the_checkpoints_image_embedding(arch: str, tmp_path: Path
     assert ours.shape == (3, 64) and torch.allclose(ours, served, atol=1e-5)
 
 
+def test_the_rgb_cache_is_clips_preprocessing(tmp_path: Path) -> None:
+    """A non-square image, cached as rgb64 and normalised by the branch, is what CLIP's own transform gives."""
+    _, path = tiny_checkpoint("tiny-rn", tmp_path)
+    branch, served = create_encoder("clip", weights=path), ImageEncoder(path)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 150, 3), dtype=np.uint8))
+    cached = render(image, image_spec(branch.input_spec.key))[None]  # [1, 64, 64, 3] uint8
+    ours = images_to_tensor(cached, branch.input_spec)[0]
+    assert torch.allclose(ours, served.preprocess(image), atol=0.02)  # uint8 rounding of the resized pixels
+
+
+@pytest.mark.parametrize("name", ["gray7", "rgb1025", "rgb0224", "RGB224", "rgb", "hsv64"])
+def test_image_spec_names_are_checked(name: str) -> None:
+    with pytest.raises(UserError, match=f"unknown image spec '{name}': expected gray<N> or rgb<N>"):
+        image_spec(name)
+    assert image_spec("rgb336").shape == (336, 336, 3) and image_spec("gray8").resize == "square"
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("resize_mode", "squash", "resize_mode 'squash'"), ("interpolation", "bilinear", "interpolation 'bilinear'"),
+    ("size", [64, 48], r"input size \[64, 48\]: the rgb image caches are square"),
+])
+def test_preprocessing_the_caches_cannot_match_is_refused(setting: str, value, message: str) -> None:
+    loaded = random_clip("tiny-rn")
+    loaded.preprocess[setting] = value
+    with pytest.raises(ValueError, match=message):
+        CLIPEncoder(loaded)
+    loaded.preprocess.update(size=[64, 64], resize_mode="shortest", interpolation="bicubic")
+    assert CLIPEncoder(loaded).input_spec.key == "rgb64"
+
+
 @pytest.fixture(scope="module")
 def synthetic_rgb(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "synthetic"
     cli_main(["prepare", "synthetic", "--out", str(out), "--synthetic-images", "16",
-              "--image-specs", "gray128,rgb64"])
+              "--image-specs", "gray128,rgb32,rgb64"])
     return out
 
 
@@ -60,6 +92,9 @@ def test_a_clip_branch_without_checkpoint_is_a_one_line_error(synthetic_rgb: Pat
     with pytest.raises(UserError, match=r"freeze_visual names \['maml'\], which are not visual encoders"):
         train_main(["--config", MEVF_TINY, "--out", str(tmp_path / "run"), f"data.root={synthetic_rgb}",
                     "model.visual=[cdae]", "model.freeze_visual=[maml]"])
+    with pytest.raises(UserError, match="model: .*Is a directory"):  # only a CLIP checkpoint may be a folder
+        train_main(["--config", MEVF_TINY, "--out", str(tmp_path / "run"), f"data.root={synthetic_rgb}",
+                    f"model.weights.cdae={tmp_path}"])
 
 
 def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path) -> None:
@@ -80,12 +115,29 @@ def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path
     fresh = create_encoder("cdae", weights=None).state_dict()
     assert not torch.equal(state["visual.encoders.cdae.conv1.weight"], fresh["conv1.weight"])
     trained = json.loads((run / "results.json").read_text())
+    (cached,) = cache.iterdir()
+    written = cached.stat().st_mtime_ns
     assert evaluate_main(["--run", str(run)]) == 0
     assert json.loads((run / "results.json").read_text())["overall"] == trained["overall"]
+    assert cached.stat().st_mtime_ns == written  # evaluation read the features, it did not encode again
+
+
+def test_a_finetuned_clip_branch_trains_its_tower(synthetic_rgb: Path, tmp_path: Path) -> None:
+    loaded, path = tiny_checkpoint("tiny-vit", tmp_path)
+    run = tmp_path / "run"
+    assert train_main(["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=1",
+                       "model.visual=[clip]", f"model.weights.clip={path}"]) == 0
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    before = loaded.model.state_dict()
+    changed = [k for k in before if k.startswith("visual.")
+               and not torch.equal(state[f"visual.encoders.clip.tower.{k.removeprefix('visual.')}"], before[k])]
+    assert "visual.conv1.weight" in changed and "visual.proj" in changed
+    assert not (synthetic_rgb / "feature_cache").exists()  # nothing frozen, nothing cached
 
 
 def test_pubmedclip_qcr_config_on_real_vqa_rad(data_root: Path, tmp_path: Path) -> None:
-    """The shipped PubMedCLIP QCR config, a tiny CLIP in place of the released weights, real images and QA."""
+    """The shipped PubMedCLIP QCR config on real images and QA, a tiny CLIP in place of the released weights
+    (the CDAE frozen too, so that an epoch takes seconds)."""
     data = tmp_path / "vqa_rad"
     cli_main(["prepare", "vqa-rad", "--source", str(data_root / "vqa_rad" / "data_RAD"), "--out", str(data),
               "--glove", str(data_root / "glove" / "glove6b_300d_subset.npz"), "--image-specs", "gray128,rgb32"])

@@ -43,6 +43,7 @@ def test_values_are_converted_to_their_types(tmp_path: Path) -> None:
 def test_a_union_takes_the_first_type_that_fits() -> None:
     assert build(Inner, {"frozen": True}, "c.yaml").frozen is True
     assert build(Inner, {"frozen": ["clip"]}, "c.yaml").frozen == ["clip"]
+    assert build(Inner, {"frozen": []}, "c.yaml").frozen == []
 
 
 def test_choices_apply_to_none_too() -> None:
@@ -61,6 +62,8 @@ def test_choices_apply_to_none_too() -> None:
     ({"mode": "c"}, "mode must be one of a, b, got 'c'"),
     ({"inner": {"tag": True}}, "inner.tag must be str"),
     ({"inner": {"frozen": "clip"}}, "c.yaml: inner.frozen must be bool or list, got 'clip'"),
+    ({"inner": {"frozen": None}}, "c.yaml: inner.frozen must be bool or list, got None"),
+    ({"inner": {"frozen": [1]}}, r"c.yaml: inner.frozen\[0\] must be str, got 1"),
 ])
 def test_errors_name_the_file_and_key(data: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
