@@ -78,11 +78,8 @@ def test_preprocessing_the_caches_cannot_match_is_refused(setting: str, value, m
 
 
 @pytest.fixture(scope="module")
-def synthetic_rgb(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "synthetic"
-    cli_main(["prepare", "synthetic", "--out", str(out), "--synthetic-images", "16",
-              "--image-specs", "gray128,rgb32,rgb64"])
-    return out
+def synthetic_rgb(prepare_synthetic) -> Path:
+    return prepare_synthetic("gray128,rgb32,rgb64")
 
 
 def test_a_clip_branch_without_checkpoint_is_a_one_line_error(synthetic_rgb: Path, tmp_path: Path) -> None:

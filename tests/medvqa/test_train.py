@@ -22,11 +22,8 @@ MEVF_TINY = str(ROOT / "configs" / "synthetic" / "mevf_ban_tiny.yaml")
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "synthetic"
-    cli_main(["prepare", "synthetic", "--out", str(out), "--synthetic-images", "16",
-              "--image-specs", "gray84,gray128"])
-    return out
+def synthetic(prepare_synthetic) -> Path:
+    return prepare_synthetic("gray84,gray128")
 
 
 def _qcr(synthetic, out, *extra):
