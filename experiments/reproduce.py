@@ -42,6 +42,7 @@ import yaml  # noqa: E402
 from medvqa import evaluate, train  # noqa: E402
 from medvqa.config import load_config  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
+from medvqa.models.visual import frozen_encoders  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
 from pubmedclip.files import replace_atomic, write_text_atomic  # noqa: E402
 
@@ -124,8 +125,9 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model, train_config = config.get("model") or {}, config.get("train") or {}
     epochs = train_config.get("epochs")
-    frozen = model.get("freeze_visual")
-    if frozen is True or (frozen and set(frozen) >= set(model.get("visual") or ())):
+    visual = model.get("visual") or []
+    frozen = frozen_encoders(model.get("freeze_visual") or False, visual)
+    if frozen and set(frozen) == set(visual):
         branches = "frozen branches"
     else:
         branches = f"{'+'.join(frozen)} frozen, other branches fine-tuned" if frozen else "fine-tuned branches"

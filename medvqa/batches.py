@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from medvqa.data import AnswerVocab, Dictionary, PreparedDataset, VQARecord
-from medvqa.models.visual import FeatureCache, VisualEncoder, calibrate_batchnorm, images_to_tensor
+from medvqa.models.visual import FeatureCache, InputSpec, VisualEncoder, calibrate_batchnorm, images_to_tensor
 
 
 def answer_list(vocab: AnswerVocab, branches: list[tuple[str, int]]) -> list[str]:
@@ -92,24 +92,27 @@ class VisualInputs:
 
     def __init__(self, ds: PreparedDataset, encoders: dict[str, VisualEncoder], cache_dir: Path,
                  calibration_rows: Tensor | None, channels_last: bool) -> None:
-        pixels: dict[str, Tensor] = {}  # spec key -> [N_images, C, H, W]
+        pixels: dict[str, Tensor] = {}  # spec key -> [N_images, C, H, W], converted when first needed
+
+        def images_of(spec: InputSpec) -> Tensor:
+            if spec.key not in pixels:
+                x = images_to_tensor(ds.images(spec.key), spec)
+                pixels[spec.key] = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            return pixels[spec.key]
+
         self.features: dict[str, Tensor] = {}  # frozen encoder name -> [N_images, D]
         ids = ds.image_ids
         rows = {image_id: i for i, image_id in enumerate(ids)}
         for name, encoder in encoders.items():
             spec = encoder.input_spec
-            if spec.key not in pixels:
-                pixels[spec.key] = images_to_tensor(ds.images(spec.key), spec)
-                if channels_last:
-                    pixels[spec.key] = pixels[spec.key].contiguous(memory_format=torch.channels_last)
-            if not encoder.trainable:
-                if calibration_rows is not None and encoder.calibrate_norms:  # from the training images
-                    calibrate_batchnorm(encoder, pixels[spec.key][calibration_rows])
-                self.features[name] = FeatureCache(cache_dir).features(
-                    encoder, ids, lambda chunk, x=pixels[spec.key]: x[[rows[i] for i in chunk]],
-                    ds.digest(f"images:{spec.key}"))
-        needed = {encoder.input_spec.key for encoder in encoders.values() if encoder.trainable}
-        self.images = {key: x for key, x in pixels.items() if key in needed}  # what trainable encoders read
+            if encoder.trainable:
+                continue
+            if calibration_rows is not None and encoder.calibrate_norms:  # from the training images
+                calibrate_batchnorm(encoder, images_of(spec)[calibration_rows])
+            self.features[name] = FeatureCache(cache_dir).features(  # all cached: no image is converted
+                encoder, ids, lambda chunk, spec=spec: images_of(spec)[[rows[i] for i in chunk]],
+                ds.digest(f"images:{spec.key}"))
+        self.images = {e.input_spec.key: images_of(e.input_spec) for e in encoders.values() if e.trainable}
 
     def to(self, device: torch.device) -> "VisualInputs":
         """Move the preloaded images and features to ``device`` (in place)."""

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medvqa.models.visual import VisualFrontEnd, create_encoder
+from medvqa.models.visual import VisualFrontEnd, create_encoder, frozen_encoders
 
 LOSS_REDUCTIONS = ("instance", "mean")
 
@@ -36,12 +36,7 @@ def answer_bce(logits: Tensor, targets: Tensor, reduction: str) -> Tensor:
 def build_visual(visual: dict[str, str | None], freeze: bool | list[str],
                  reconstruction_weight: float) -> VisualFrontEnd:
     """Encoders by name (value: weights file or None); ``freeze``: all of them (true) or the named ones."""
-    if isinstance(freeze, str):
-        raise ValueError(f"freeze_visual {freeze!r}: give true, false or a list of encoder names, e.g. [{freeze}]")
-    frozen = set(visual) if freeze is True else set(freeze or ())
-    if frozen - set(visual):
-        raise ValueError(f"freeze_visual names {sorted(frozen - set(visual))}, which are not visual encoders "
-                         f"of this model ({', '.join(visual)})")
+    frozen = frozen_encoders(freeze, list(visual))
     encoders = {}
     for name, weights in visual.items():
         kwargs = {"weights": weights}
