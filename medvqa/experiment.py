@@ -111,12 +111,12 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     cache = Path(config.train.feature_cache or Path(config.data.root) / "feature_cache")
     calibrate = any(not e.trainable and e.calibrate_norms for e in encoders.values()) and state is None
     calibration = splits["train"].image_rows.unique() if calibrate else None
-    visual = VisualInputs(ds, encoders, cache, calibration, config.train.channels_last)
-    parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     device = resolve_device(config.train.device)
-    model, visual = model.to(device), visual.to(device)
+    model = model.to(device)  # before caching: frozen encoders compute their features on the training device
+    visual = VisualInputs(ds, encoders, cache, calibration, config.train.channels_last).to(device)
+    parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]
     splits = {name: split.to(device) for name, split in splits.items()}
     return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits, device,
                       {part: ds.digest(part) for part in parts})

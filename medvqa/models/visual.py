@@ -103,6 +103,11 @@ def images_to_tensor(images: np.ndarray, spec: InputSpec) -> Tensor:
     return ((x - mean) / std).contiguous()
 
 
+def encoder_device(encoder: VisualEncoder) -> torch.device:
+    """The device of the encoder's parameters (its inputs are moved there)."""
+    return next(encoder.parameters()).device
+
+
 @torch.no_grad()
 def calibrate_batchnorm(encoder: VisualEncoder, images: Tensor, batch_size: int = 64) -> None:
     """Set BatchNorm running statistics to the exact mean/variance over ``images`` (for a frozen encoder)."""
@@ -114,8 +119,9 @@ def calibrate_batchnorm(encoder: VisualEncoder, images: Tensor, batch_size: int 
         m.reset_running_stats()
         m.momentum = None  # cumulative average over all batches
         m.train()
+    device = encoder_device(encoder)
     for start in range(0, len(images), batch_size):
-        encoder.encode(images[start:start + batch_size])
+        encoder.encode(images[start:start + batch_size].to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         m.eval()
@@ -150,10 +156,12 @@ class FeatureCache:
         missing = [i for i in dict.fromkeys(image_ids) if i not in table]
         if missing:
             encoder.eval()
+            device = encoder_device(encoder)
             with torch.no_grad():
                 for start in range(0, len(missing), batch_size):
                     chunk = missing[start:start + batch_size]
-                    table.update(zip(chunk, encoder.encode(load_images(chunk)).float()))
+                    codes = encoder.encode(load_images(chunk).to(device))
+                    table.update(zip(chunk, codes.float().cpu()))
             self._save(identity, table)
         return torch.stack([table[i] for i in image_ids])
 
