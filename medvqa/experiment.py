@@ -1,6 +1,7 @@
 """Everything a training or evaluation run builds from its config: data tensors, answer set, model."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,19 +65,55 @@ def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAH
     return model
 
 
-def load_model_state(model: VQAHead, state: dict, answers: list[str], where: str) -> None:
-    """Load a checkpoint's weights; a different answer set or model is a one-line error."""
+def encoders_from_files(model: VQAHead, config: Config) -> dict[str, str]:
+    """Frozen encoders whose weights ``model.weights`` names, with their identities (name -> digest).
+
+    Checkpoints leave their parameters out (a frozen CLIP tower alone is hundreds of MB per file):
+    loading one reads them from the same files again, and the identity proves they are unchanged.
+    """
+    return {name: encoder.identity() for name, encoder in model.visual.encoders.items()
+            if not encoder.trainable and config.model.weights.get(name)}
+
+
+def _encoder_parameter_keys(model: VQAHead, names: Iterable[str]) -> set[str]:
+    """The state-dict keys of the parameters (not buffers) of the visual encoders ``names``."""
+    paths = {id(module): path for path, module in model.named_modules()}
+    return {f"{paths[id(model.visual.encoders[name])]}.{key}"
+            for name in names for key, _ in model.visual.encoders[name].named_parameters()}
+
+
+def checkpoint_state(model: VQAHead, from_files: dict[str, str]) -> dict[str, Tensor]:
+    """``model.state_dict()`` less the parameters of the encoders ``from_files`` (see ``encoders_from_files``)."""
+    left_out = _encoder_parameter_keys(model, from_files)
+    return {key: value for key, value in model.state_dict().items() if key not in left_out}
+
+
+def load_model_state(model: VQAHead, state: dict, answers: list[str], weights: dict[str, str], where: str) -> None:
+    """Load a checkpoint into ``model`` (built with the encoder ``weights`` files).
+
+    A different answer set or model, or a weights file that changed since training, is a one-line error.
+    """
     if state.get("answers") != answers:
         raise UserError(f"{where}: its answer vocabulary ({len(state.get('answers') or [])} answers) does not "
                         f"match the run's data ({len(answers)} answers)")
+    from_files: dict[str, str] = state.get("encoders_from_files") or {}
+    unknown = [name for name in from_files if name not in model.visual.encoders]
+    if unknown:
+        raise UserError(f"{where}: model mismatch, it reads visual encoders {unknown} from weights files "
+                        f"but the model has {list(model.visual.encoders)}")
     try:
         result = model.load_state_dict(state["model"], strict=False)
     except RuntimeError as error:  # shape mismatches
         detail = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
         raise UserError(f"{where}: model mismatch, {detail}") from None
-    if result.missing_keys or result.unexpected_keys:
-        raise UserError(f"{where}: model mismatch, missing {result.missing_keys[:3]}, "
+    missing = set(result.missing_keys) - _encoder_parameter_keys(model, from_files)
+    if missing or result.unexpected_keys:
+        raise UserError(f"{where}: model mismatch, missing {sorted(missing)[:3]}, "
                         f"unexpected {result.unexpected_keys[:3]}")
+    for name, identity in from_files.items():
+        if model.visual.encoders[name].identity() != identity:
+            raise UserError(f"{where}: model.weights.{name} ({weights.get(name)}) holds other weights than the "
+                            f"frozen {name!r} encoder was trained with: restore the file it was trained with")
 
 
 def check_data(state: dict, ds: PreparedDataset, where: str) -> None:
@@ -100,7 +137,7 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     vocab = ds.answer_vocab(config.data.answer_vocab, closed_by=config.data.closed_by)
     model = build_model(config, ds, vocab)
     if state is not None:
-        load_model_state(model, state, answer_list(vocab, model.answer_branches), where)
+        load_model_state(model, state, answer_list(vocab, model.answer_branches), config.model.weights, where)
     splits = {"train": split_tensors(ds, config.data.train_splits, ds.dictionary, vocab, model.answer_branches),
               "val": split_tensors(ds, [] if "val" in config.data.train_splits else ["val"], ds.dictionary,
                                    vocab, model.answer_branches),

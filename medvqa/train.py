@@ -34,8 +34,8 @@ from medvqa.batches import one_hot
 from medvqa.config import Config, load_config, save_config, strip_runtime
 from medvqa.data import PreparedDataset
 from medvqa.errors import UserError
-from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, forward, predict,
-                               predict_open)
+from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, checkpoint_state,
+                               encoders_from_files, forward, predict, predict_open)
 from medvqa.metrics import accuracy, prediction_frame
 from pubmedclip.files import torch_save_atomic, write_text_atomic
 
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     exp = build_experiment(config, state, where=str(last_path))
     save_config(config, out / "config.yaml")
     model = exp.model
+    from_files = encoders_from_files(model, config)  # frozen weights the checkpoints need not repeat
     router = train_type_classifier(exp, out) if config.type_classifier.epochs > 0 else None
     optimizer = torch.optim.Adamax(model.trainable_parameters(), lr=lr_at(0, config))
     history: list[dict] = []
@@ -229,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         row.update(evaluate_epoch(exp, router))
         row["seconds"] = round(time.perf_counter() - began, 2)
         history.append(row)
-        summary = {"format": FORMAT_VERSION, "model": model.state_dict(), "epoch": epoch,
-                   "config": config.to_dict(), "answers": exp.answers, "data_digests": exp.data_digests}
+        summary = {"format": FORMAT_VERSION, "model": checkpoint_state(model, from_files), "epoch": epoch,
+                   "encoders_from_files": from_files, "config": config.to_dict(), "answers": exp.answers,
+                   "data_digests": exp.data_digests}
         if "val_overall" not in row or row["val_overall"] > best["val"]:  # no validation split: the last epoch
             best["val"] = row.get("val_overall", -1.0)
             torch_save_atomic({**summary, "selected_by": "val_overall"}, out / "checkpoints" / "best_val.pt")

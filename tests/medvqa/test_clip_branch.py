@@ -102,12 +102,14 @@ def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path
     assert train_main(["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=1",
                        "model.visual=[clip, cdae]", f"model.weights.clip={path}", "model.freeze_visual=[clip]",
                        f"train.feature_cache={cache}"]) == 0
-    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state = checkpoint["model"]
     tower = {k.removeprefix("visual.encoders.clip.tower."): v for k, v in state.items()
              if k.startswith("visual.encoders.clip.")}
-    expected = {k.removeprefix("visual."): v for k, v in loaded.model.state_dict().items() if k.startswith("visual.")}
-    assert tower.keys() == expected.keys() and any("running_mean" in k for k in tower)
-    assert all(torch.equal(tower[k], expected[k]) for k in tower)  # frozen: weights and BatchNorm statistics
+    buffers = {k.removeprefix("visual."): v for k, v in loaded.model.visual.named_buffers()}
+    assert tower.keys() == buffers.keys() and any("running_mean" in k for k in tower)  # parameters left out
+    assert all(torch.equal(tower[k], buffers[k]) for k in tower)  # frozen: the checkpoint's BatchNorm statistics
+    assert list(checkpoint["encoders_from_files"]) == ["clip"]  # read again from model.weights.clip
     assert [p.name.split("-")[0] for p in cache.iterdir()] == ["clip"]  # the CDAE is fine-tuned, not cached
     fresh = create_encoder("cdae", weights=None).state_dict()
     assert not torch.equal(state["visual.encoders.cdae.conv1.weight"], fresh["conv1.weight"])
@@ -147,3 +149,16 @@ def test_pubmedclip_qcr_config_on_real_vqa_rad(data_root: Path, tmp_path: Path) 
     results = json.loads((run / "results.json").read_text())
     assert results["n"] == 451 and 0 < results["overall"] < 100
     assert {p.name.split("-")[0] for p in (data / "feature_cache").iterdir()} == {"clip", "cdae"}
+
+
+def test_a_changed_frozen_weights_file_is_refused(synthetic_rgb: Path, tmp_path: Path) -> None:
+    """Checkpoints leave out the frozen tower's parameters; evaluation with other weights in its file stops."""
+    _, path = tiny_checkpoint("tiny-vit", tmp_path)
+    run = tmp_path / "run"
+    assert train_main(["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=1",
+                       "model.visual=[clip]", f"model.weights.clip={path}", "model.freeze_visual=true",
+                       f"train.feature_cache={tmp_path / 'cache'}"]) == 0
+    assert evaluate_main(["--run", str(run)]) == 0
+    export_pubmedclip(random_clip("tiny-vit"), path)  # other random weights in the same file
+    with pytest.raises(UserError, match=r"model.weights.clip \(.*\) holds other weights than the frozen 'clip'"):
+        evaluate_main(["--run", str(run)])
