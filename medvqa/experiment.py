@@ -12,7 +12,7 @@ from medvqa.batches import SplitTensors, VisualInputs, answer_list, branch_sizes
 from medvqa.config import Config
 from medvqa.data import AnswerVocab, PreparedDataset
 from medvqa.errors import UserError
-from medvqa.models import VQAOutput, create_model, list_models
+from medvqa.models import VQAOutput, create_encoder, create_model, list_models
 from medvqa.models.head import VQAHead
 from medvqa.models.type_classifier import QuestionTypeClassifier
 
@@ -66,13 +66,22 @@ def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAH
 
 
 def encoders_from_files(model: VQAHead, config: Config) -> dict[str, str]:
-    """Frozen encoders whose weights ``model.weights`` names, with their identities (name -> digest).
+    """Frozen encoders that their ``model.weights`` file rebuilds exactly, with their identities (name -> digest).
 
     Checkpoints leave their parameters out (a frozen CLIP tower alone is hundreds of MB per file):
-    loading one reads them from the same files again, and the identity proves they are unchanged.
+    loading one reads them from the same files again, and the identity proves they are unchanged. An
+    encoder whose parameters the file does not give (a builder that ignores it, a file changed since
+    an older checkpoint was written) keeps them in the checkpoint.
     """
-    return {name: encoder.identity() for name, encoder in model.visual.encoders.items()
-            if not encoder.trainable and config.model.weights.get(name)}
+    from_files = {}
+    for name, encoder in model.visual.encoders.items():
+        path = config.model.weights.get(name)
+        if encoder.trainable or not path:
+            continue
+        rebuilt = dict(create_encoder(name, weights=path).named_parameters())
+        if all(torch.equal(p.detach().cpu(), rebuilt[key].detach()) for key, p in encoder.named_parameters()):
+            from_files[name] = encoder.identity()
+    return from_files
 
 
 def _encoder_parameter_keys(model: VQAHead, names: Iterable[str]) -> set[str]:

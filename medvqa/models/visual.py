@@ -7,6 +7,7 @@ buildable by name from a config.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,9 @@ def images_to_tensor(images: np.ndarray, spec: InputSpec) -> Tensor:
 
 
 def encoder_device(encoder: VisualEncoder) -> torch.device:
-    """The device of the encoder's parameters (its inputs are moved there)."""
-    return next(encoder.parameters()).device
+    """The device of the encoder's parameters or buffers (its inputs are moved there); CPU without any."""
+    tensor = next(itertools.chain(encoder.parameters(), encoder.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 @torch.no_grad()

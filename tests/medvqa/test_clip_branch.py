@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from data_prep.images import image_spec, render
+import medvqa.train
 from medvqa.cli import main as cli_main
 from medvqa.errors import UserError
 from medvqa.evaluate import main as evaluate_main
@@ -94,15 +95,25 @@ def test_a_clip_branch_without_checkpoint_is_a_one_line_error(synthetic_rgb: Pat
                     f"model.weights.cdae={tmp_path}"])
 
 
-def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path) -> None:
+def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """tiny-rn has BatchNorm: frozen, its statistics stay the checkpoint's; the CDAE trains; CLIP features are
-    cached and evaluation reads them back."""
+    cached and evaluation reads them back; a run stopped after its first epoch resumes from a checkpoint that
+    leaves the tower's parameters out."""
     loaded, path = tiny_checkpoint("tiny-rn", tmp_path)
     run, cache = tmp_path / "run", tmp_path / "cache"
-    assert train_main(["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=1",
-                       "model.visual=[clip, cdae]", f"model.weights.clip={path}", "model.freeze_visual=[clip]",
-                       f"train.feature_cache={cache}"]) == 0
+    command = ["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=2",
+               "model.visual=[clip, cdae]", f"model.weights.clip={path}", "model.freeze_visual=[clip]",
+               f"train.feature_cache={cache}"]
+    def stop(history: list[dict], out: Path) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # stopped once the first epoch's checkpoint is written
+        patch.setattr(medvqa.train, "write_metrics", stop)
+        with pytest.raises(KeyboardInterrupt):
+            train_main(command)
     checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 0
     state = checkpoint["model"]
     tower = {k.removeprefix("visual.encoders.clip.tower."): v for k, v in state.items()
              if k.startswith("visual.encoders.clip.")}
@@ -113,6 +124,8 @@ def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path
     assert [p.name.split("-")[0] for p in cache.iterdir()] == ["clip"]  # the CDAE is fine-tuned, not cached
     fresh = create_encoder("cdae", weights=None).state_dict()
     assert not torch.equal(state["visual.encoders.cdae.conv1.weight"], fresh["conv1.weight"])
+    assert train_main(command) == 0  # resumed
+    assert [row["epoch"] for row in json.loads((run / "metrics.json").read_text())] == [0, 1]
     trained = json.loads((run / "results.json").read_text())
     (cached,) = cache.iterdir()
     written = cached.stat().st_mtime_ns

@@ -7,13 +7,19 @@ import torch
 from PIL import Image
 
 from medvqa.models import FeatureCache, create_encoder, list_encoders
-from medvqa.models.visual import VisualFrontEnd, calibrate_batchnorm, images_to_tensor
+from medvqa.models.visual import VisualFrontEnd, calibrate_batchnorm, encoder_device, images_to_tensor
 
 
 def test_registry_lists_and_rejects():
     assert {"maml", "cdae"} <= set(list_encoders())
     with pytest.raises(KeyError, match="known: .*maml"):
         create_encoder("nope")
+
+
+def test_encoder_device_follows_its_tensors():
+    assert encoder_device(create_encoder("maml")) == torch.device("cpu")
+    assert encoder_device(torch.nn.BatchNorm1d(4, affine=False, device="meta")) == torch.device("meta")  # buffers
+    assert encoder_device(torch.nn.Identity()) == torch.device("cpu")  # no tensors: inputs stay where they are
 
 
 def test_maml_loads_tensorflow_weights_transposed(data_rad):
