@@ -6,6 +6,8 @@
     python experiments/reproduce.py evaluate ROW [--seeds 1204,1,2] [--runs runs/repro]
         (runs as they stand, e.g. stopped before the end of their schedule)
     python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results] [--readme README.md]
+    python experiments/reproduce.py status [--runs runs/repro] [--out experiments/results]
+        (how far each run trained and was archived, whether its results are current, what to run next)
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
 continued) and evaluates it under every protocol of the row; it refuses data prepared with another
@@ -195,10 +197,15 @@ def collect(runs: Path) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def picked_epoch(protocol: str, metrics: pd.DataFrame) -> int:
+    """The epoch ``protocol`` reports after the epochs of ``metrics`` (``mevf-legacy``: the last)."""
+    return int(metrics["epoch"].iloc[-1]) if protocol == "mevf-legacy" else int(select_epoch(metrics, protocol)["epoch"])
+
+
 def check_current(path: Path, result: dict, metrics: pd.DataFrame) -> None:
     """Refuse a result evaluated before its run trained on: its protocol would pick another epoch now."""
     protocol = result["protocol"]
-    now = int(metrics["epoch"].iloc[-1]) if protocol == "mevf-legacy" else select_epoch(metrics, protocol)["epoch"]
+    now = picked_epoch(protocol, metrics)
     if now != result["epoch"]:
         run_dir = path.parent
         raise UserError(f"{path} holds epoch {result['epoch']}, but after the {len(metrics)} epochs of its "
@@ -435,6 +442,57 @@ def report(runs: Path, out: Path) -> pd.DataFrame:
     return summary
 
 
+def _epochs_trained(run_dir: Path) -> int | None:
+    """Epochs in the run's ``metrics.csv`` (0 before the first); None where there is no run."""
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    return len(pd.read_csv(run_dir / "metrics.csv")) if (run_dir / "metrics.csv").is_file() else 0
+
+
+def _result_state(run_dir: Path, protocol: str) -> str:
+    """``protocol``'s result in ``run_dir`` in a word: the epoch it reports, ``stale`` or ``none``."""
+    path = run_dir / f"results_{protocol}.json"
+    if not path.is_file():
+        return f"{protocol} none"
+    epoch = json.loads(path.read_text())["epoch"]
+    metrics = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else pd.DataFrame()
+    current = not metrics.empty and picked_epoch(protocol, metrics) == epoch
+    return f"{protocol} {'epoch ' + str(epoch) if current else 'stale'}"
+
+
+def run_status(runs: Path, archive_dir: Path) -> pd.DataFrame:
+    """One line per run trained under ``runs`` or archived in ``archive_dir``: epochs trained and archived
+    against its schedule, whether its results are current, and the command that comes next."""
+    found = sorted({(path.parent.parent.name, path.parent.name) for base in (runs, archive_dir)
+                    for path in base.glob("*/s*/config.yaml")})
+    lines = []
+    for row, seed_dir in found:
+        here, stored, seed = runs / row / seed_dir, archive_dir / row / seed_dir, seed_dir[1:]
+        trained, archived = _epochs_trained(here), _epochs_trained(stored)
+        source = here if trained is not None else stored
+        planned = ((yaml.safe_load((source / "config.yaml").read_text()) or {}).get("train") or {}).get("epochs")
+        results = ([_result_state(source, protocol) for protocol in ROWS[row].protocols]
+                   if row in ROWS else [])
+        if row not in ROWS:
+            next_step = "not a row of this script (renamed?): rename or delete it"
+        elif trained is None:
+            next_step = (f"run {row} --seeds {seed} (starts again: no run directory under {runs})"
+                         if planned and archived < planned else "done")
+        elif planned and trained < planned:
+            next_step = f"run {row} --seeds {seed}"
+        elif any(state.endswith(("stale", "none")) for state in results):
+            next_step = f"evaluate {row} --seeds {seed}"
+        elif archived != trained:
+            next_step = "report"
+        else:
+            next_step = "done"
+        lines.append({"row": row, "seed": seed,
+                      "trained": "-" if trained is None else f"{trained}/{planned}",
+                      "archived": "-" if archived is None else f"{archived}/{planned}",
+                      "results": ", ".join(results) or "-", "next": next_step})
+    return pd.DataFrame(lines, columns=["row", "seed", "trained", "archived", "results", "next"])
+
+
 README_BLOCK = re.compile(r"(<!-- reproduce: (\S+) -->\n).*?(?=<!-- /reproduce -->)", re.S)
 
 
@@ -493,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("row", choices=list(ROWS))
     ev.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
     ev.add_argument("--runs", type=Path, default=Path("runs/repro"))
+    st = sub.add_parser("status", help="how far each run trained, and what to run next")
+    st.add_argument("--runs", type=Path, default=Path("runs/repro"))
+    st.add_argument("--out", type=Path, default=Path("experiments/results"), help="the report's folder (its archive)")
     rep = sub.add_parser("report")
     rep.add_argument("--runs", type=Path, default=Path("runs/repro"))
     rep.add_argument("--out", type=Path, default=Path("experiments/results"))
@@ -510,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
             run_row(args.row, args.seeds, args.runs, data, overrides)
         elif args.command == "evaluate":
             evaluate_row(args.row, args.seeds, args.runs)
+        elif args.command == "status":
+            states = run_status(args.runs, args.out / "runs")
+            print(states.to_string(index=False) if not states.empty else f"no runs under {args.runs} or {args.out}")
         else:
             print(report(args.runs, args.out).to_string(index=False))
             if args.readme:

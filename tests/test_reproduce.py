@@ -156,6 +156,39 @@ def test_report_refuses_a_result_older_than_its_metrics(reproduce, tmp_path: Pat
     assert len(reproduce.collect(tmp_path)) == 1  # not a protocol of its row: passed over
 
 
+def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys) -> None:
+    runs, archive = tmp_path / "runs", tmp_path / "out" / "runs"
+    archived_run(archive, "vqa_rad-qcr", 88, 200, test=[50, 60], val=[70, 75])  # stopped; its run dir is gone
+    finished = archived_run(archive, "vqa_rad-qcr-frozen", 88, 3, test=[40, 45, 52], val=[60, 65, 64])
+    for protocol, epoch in (("sound", 1), ("pubmedclip-legacy", 2)):
+        (finished / f"results_{protocol}.json").write_text(json.dumps({"epoch": epoch}))
+    archived_run(runs, "vqa_rad-qcr-frozen", 1, 3, test=[40, 45], val=[60, 65])  # still training
+    trained = archived_run(runs, "vqa_rad-qcr-frozen", 2, 2, test=[40, 45], val=[60, 65])
+    (trained / "results_sound.json").write_text(json.dumps({"epoch": 0}))  # evaluated before its last epoch
+
+    def states() -> dict[str, tuple[str, str, str, str]]:
+        frame = reproduce.run_status(runs, archive)
+        return {f"{line.row} s{line.seed}": (line.trained, line.archived, line.results, line.next)
+                for line in frame.itertuples()}
+
+    assert states() == {
+        "vqa_rad-qcr s88": ("-", "2/200", "pubmedclip-legacy none, sound none",
+                            f"run vqa_rad-qcr --seeds 88 (starts again: no run directory under {runs})"),
+        "vqa_rad-qcr-frozen s1": ("2/3", "-", "pubmedclip-legacy none, sound none", "run vqa_rad-qcr-frozen --seeds 1"),
+        "vqa_rad-qcr-frozen s2": ("2/2", "-", "pubmedclip-legacy none, sound stale",
+                                  "evaluate vqa_rad-qcr-frozen --seeds 2"),
+        "vqa_rad-qcr-frozen s88": ("-", "3/3", "pubmedclip-legacy epoch 2, sound epoch 1", "done"),
+    }
+    for protocol in ("sound", "pubmedclip-legacy"):
+        (trained / f"results_{protocol}.json").write_text(json.dumps({"epoch": 1}))
+    assert states()["vqa_rad-qcr-frozen s2"][2:] == ("pubmedclip-legacy epoch 1, sound epoch 1", "report")
+    shutil.copytree(trained, archive / "vqa_rad-qcr-frozen" / "s2")
+    assert states()["vqa_rad-qcr-frozen s2"][1:] == ("2/2", "pubmedclip-legacy epoch 1, sound epoch 1", "done")
+    assert reproduce.main(["status", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "run vqa_rad-qcr-frozen --seeds 1" in printed and "evaluate" not in printed, printed
+
+
 def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
     out = tmp_path / "results" / "cpu"
     out.mkdir(parents=True)
