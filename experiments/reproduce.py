@@ -117,6 +117,11 @@ ABLATIONS = (
 )
 
 
+def planned_epochs(config: dict) -> int | None:
+    """``train.epochs`` of a saved run config, read leniently."""
+    return (config.get("train") or {}).get("epochs")
+
+
 def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     """How a run was trained, in words, from its saved config and the ``done`` epochs it got through,
     and whether it finished its schedule.
@@ -126,7 +131,7 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     """
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     model, train_config = config.get("model") or {}, config.get("train") or {}
-    epochs = train_config.get("epochs")
+    epochs = planned_epochs(config)
     visual = model.get("visual") or []
     frozen = frozen_encoders(model.get("freeze_visual") or False, visual)
     if frozen and set(frozen) == set(visual):
@@ -442,20 +447,19 @@ def report(runs: Path, out: Path) -> pd.DataFrame:
     return summary
 
 
-def _epochs_trained(run_dir: Path) -> int | None:
-    """Epochs in the run's ``metrics.csv`` (0 before the first); None where there is no run."""
+def _run_metrics(run_dir: Path) -> pd.DataFrame | None:
+    """The run's ``metrics.csv`` (empty before its first epoch); None where there is no run."""
     if not (run_dir / "config.yaml").is_file():
         return None
-    return len(pd.read_csv(run_dir / "metrics.csv")) if (run_dir / "metrics.csv").is_file() else 0
+    return pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else pd.DataFrame()
 
 
-def _result_state(run_dir: Path, protocol: str) -> str:
+def _result_state(run_dir: Path, protocol: str, metrics: pd.DataFrame) -> str:
     """``protocol``'s result in ``run_dir`` in a word: the epoch it reports, ``stale`` or ``none``."""
     path = run_dir / f"results_{protocol}.json"
     if not path.is_file():
         return f"{protocol} none"
     epoch = json.loads(path.read_text())["epoch"]
-    metrics = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else pd.DataFrame()
     current = not metrics.empty and picked_epoch(protocol, metrics) == epoch
     return f"{protocol} {'epoch ' + str(epoch) if current else 'stale'}"
 
@@ -468,27 +472,26 @@ def run_status(runs: Path, archive_dir: Path) -> pd.DataFrame:
     lines = []
     for row, seed_dir in found:
         here, stored, seed = runs / row / seed_dir, archive_dir / row / seed_dir, seed_dir[1:]
-        trained, archived = _epochs_trained(here), _epochs_trained(stored)
-        source = here if trained is not None else stored
-        planned = ((yaml.safe_load((source / "config.yaml").read_text()) or {}).get("train") or {}).get("epochs")
-        results = ([_result_state(source, protocol) for protocol in ROWS[row].protocols]
-                   if row in ROWS else [])
+        trained, archived = _run_metrics(here), _run_metrics(stored)
+        source, metrics = (here, trained) if trained is not None else (stored, archived)
+        planned = planned_epochs(yaml.safe_load((source / "config.yaml").read_text()) or {})
+        results = [_result_state(source, protocol, metrics) for protocol in ROWS[row].protocols] if row in ROWS else []
         if row not in ROWS:
             next_step = "not a row of this script (renamed?): rename or delete it"
         elif trained is None:
             next_step = (f"run {row} --seeds {seed} (starts again: no run directory under {runs})"
-                         if planned and archived < planned else "done")
-        elif planned and trained < planned:
+                         if planned and len(archived) < planned else "done")
+        elif planned and len(trained) < planned:
             next_step = f"run {row} --seeds {seed}"
         elif any(state.endswith(("stale", "none")) for state in results):
             next_step = f"evaluate {row} --seeds {seed}"
-        elif archived != trained:
+        elif archived is None or len(archived) != len(trained):
             next_step = "report"
         else:
             next_step = "done"
         lines.append({"row": row, "seed": seed,
-                      "trained": "-" if trained is None else f"{trained}/{planned}",
-                      "archived": "-" if archived is None else f"{archived}/{planned}",
+                      "trained": "-" if trained is None else f"{len(trained)}/{planned}",
+                      "archived": "-" if archived is None else f"{len(archived)}/{planned}",
                       "results": ", ".join(results) or "-", "next": next_step})
     return pd.DataFrame(lines, columns=["row", "seed", "trained", "archived", "results", "next"])
 

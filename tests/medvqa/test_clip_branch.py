@@ -105,6 +105,7 @@ def test_frozen_clip_beside_a_finetuned_cdae(synthetic_rgb: Path, tmp_path: Path
     command = ["--config", MEVF_TINY, "--out", str(run), f"data.root={synthetic_rgb}", "train.epochs=2",
                "model.visual=[clip, cdae]", f"model.weights.clip={path}", "model.freeze_visual=[clip]",
                f"train.feature_cache={cache}"]
+
     def stop(history: list[dict], out: Path) -> None:
         raise KeyboardInterrupt
 
