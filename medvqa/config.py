@@ -86,10 +86,20 @@ class Config:
         return asdict(self)
 
 
-def strip_runtime(data: dict[str, Any]) -> dict[str, Any]:
-    """A config mapping without its ``RUNTIME_KEYS``: two configs equal after this train the same run."""
-    return {section: {k: v for k, v in values.items() if k not in RUNTIME_KEYS.get(section, ())}
-            if isinstance(values, dict) else values for section, values in data.items()}
+def run_identity(data: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping reduced to what the run learns: two configs equal after this train the same run.
+
+    ``RUNTIME_KEYS`` are dropped, and ``model.freeze_visual`` is spelled one way: a list naming every
+    visual encoder is ``true``, an empty list ``false``.
+    """
+    identity = {section: {k: v for k, v in values.items() if k not in RUNTIME_KEYS.get(section, ())}
+                if isinstance(values, dict) else values for section, values in data.items()}
+    model = identity.get("model")
+    if isinstance(model, dict) and isinstance(model.get("freeze_visual"), list):
+        frozen, visual = model["freeze_visual"], model.get("visual", ModelConfig().visual)
+        if not frozen or sorted(frozen) == sorted(visual):
+            identity["model"] = {**model, "freeze_visual": bool(frozen)}
+    return identity
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from medvqa.batches import one_hot
-from medvqa.config import Config, load_config, save_config, strip_runtime
+from medvqa.config import Config, load_config, save_config, run_identity
 from medvqa.data import PreparedDataset
 from medvqa.errors import UserError
 from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, checkpoint_state,
@@ -63,7 +63,7 @@ def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
     """
     saved = out / "config.yaml"
     if saved.exists():
-        if strip_runtime(yaml.safe_load(saved.read_text()) or {}) != strip_runtime(config.to_dict()):
+        if run_identity(yaml.safe_load(saved.read_text()) or {}) != run_identity(config.to_dict()):
             if not overwrite:
                 raise UserError(f"{out} holds a run with a different config ({saved}); "
                                 "choose another --out or pass --overwrite")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from medvqa.config import load_config
+from medvqa.config import load_config, run_identity
 from medvqa.errors import UserError
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
@@ -50,3 +50,14 @@ def test_bad_file(tmp_path):
         load_config(tmp_path / "c.yaml")
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_run_identity_ignores_runtime_settings_and_spellings_of_the_same_freeze():
+    def identity(*overrides):
+        return run_identity(load_config(None, list(overrides)).to_dict())
+
+    base = identity("model.freeze_visual=true")
+    assert identity("model.freeze_visual=[cdae, maml]", "train.device=cuda", "data.root=/elsewhere") == base
+    assert identity("model.freeze_visual=[]") == identity("model.freeze_visual=false")
+    assert identity("model.freeze_visual=[maml]") != base
+    assert identity("model.freeze_visual=true", "train.lr=0.01") != base
