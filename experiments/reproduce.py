@@ -12,15 +12,17 @@
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
 continued) and evaluates it under every protocol of the row; it refuses data prepared with another
 resize filter than the row's. ``report`` archives the light files of every evaluated run
-(``config.yaml``, ``metrics.csv``, ``results_<protocol>.json``) under ``OUT/runs/<row>/s<seed>/``,
-then builds from that archive Markdown and CSV tables (mean +- std over seeds, the schedule each
-number was measured with, the published number beside it), an ablation table (``ablation.md``: the
-change each of ``ABLATIONS`` makes, over the seeds of both rows; ``ablation_matched.md``: the same
-at matched epochs, replayed from ``metrics.csv``, where a run stopped early) and plots
-accuracy-per-epoch curves and the seed spread. The archive accumulates: a report on a machine that holds only some of the runs
-keeps the others' archived results. To drop a run from the table, delete its archived directory and
-the run itself (or report from another --runs folder), else the next report archives it again.
-``--readme`` copies the new tables into the blocks of a Markdown file that quote them (``update_readme``).
+(``config.yaml``, ``metrics.csv``, ``results_<protocol>.json``) under ``OUT/runs/<row>/s<seed>/``
+(before it copies anything it refuses a run whose results are older than its last epoch, and one
+whose config differs from the run archived for its row and seed), then builds from that archive
+Markdown and CSV tables (mean +- std over seeds, the schedule each number was measured with, the
+published number beside it), an ablation table (``ablation.md``: the change each of ``ABLATIONS``
+makes, over the seeds of both rows; ``ablation_matched.md``: the same at matched epochs, replayed
+from ``metrics.csv``, where a run stopped early or runs differ in length) and plots
+accuracy-per-epoch curves and the seed spread. The archive accumulates: a report on a machine that holds only some of the runs keeps the
+others' archived results. To drop a run from the table, delete its archived directory and the run
+itself (or report from another --runs folder), else the next report archives it again. ``--readme``
+copies the new tables into the blocks of a Markdown file that quote them (``update_readme``).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +45,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from medvqa import evaluate, train  # noqa: E402
-from medvqa.config import load_config  # noqa: E402
+from medvqa.config import load_config, run_identity  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
 from medvqa.models.visual import frozen_encoders  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
@@ -244,19 +247,24 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def compared_whole(finished: Iterable[bool], epochs: Iterable[int]) -> bool:
+    """Whether the runs of an ablation's two rows all finished their schedules, all as long: then
+    ``ablation_table`` compares them whole, else ``matched_ablation_table`` at matched epochs."""
+    return all(finished) and len(set(epochs)) == 1
+
+
 def ablation_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Each ablation whose two rows both have finished runs, all as long: mean +- std of each, and the change.
+    """Each ablation whose two rows' runs all finished, all as long: mean +- std of each, and the change.
 
     The change is the difference of the means over all seeds of each row; ``paired`` counts the seeds
     both rows ran, and the std of their per-seed changes follows in brackets when there are two or more.
-    Runs stopped early, or of another length than the other row's, are compared by ``matched_ablation_table``.
     """
-    finished = results[results["finished"]]
     lines = []
     for ablation in ABLATIONS:
-        base, variant = (finished[finished["row"] == name] for name in (ablation.base, ablation.variant))
-        if len(set(base["epochs"]) | set(variant["epochs"])) > 1:
+        both = results[results["row"].isin([ablation.base, ablation.variant])]
+        if not compared_whole(both["finished"], both["epochs"]):
             continue
+        base, variant = (both[both["row"] == name] for name in (ablation.base, ablation.variant))
         for protocol in [p for p in SHOWN_ORDER if p in set(base["protocol"]) & set(variant["protocol"])]:
             a = base[base["protocol"] == protocol].set_index("seed")
             b = variant[variant["protocol"] == protocol].set_index("seed")
@@ -296,21 +304,21 @@ MATCHED_PROTOCOLS = ("sound", "pubmedclip-legacy")  # the protocols select_epoch
 
 def matched_ablation_table(archive_dir: Path) -> pd.DataFrame:
     """The ablations ``ablation_table`` leaves out (a run stopped early, or runs of different lengths),
-    compared at matched epochs.
+    compared at matched epochs over the seeds both rows ran (none in common: in neither table).
 
-    For each seed both rows ran, both runs' ``metrics.csv`` are cut to the epochs both finished, and each
-    protocol picks its epoch within them (``select_epoch``): the same schedule on both sides, shortened.
+    For each such seed both runs' ``metrics.csv`` are cut to the epochs both finished, and each protocol
+    picks its epoch within them (``select_epoch``): the same schedule on both sides, shortened.
     ``picked`` gives the epoch each side chose (base/variant), per seed.
     """
     lines = []
     for ablation in ABLATIONS:
-        pairs = [(base_dir, archive_dir / ablation.variant / base_dir.name)
-                 for base_dir in sorted((archive_dir / ablation.base).glob("s*"))
-                 if (archive_dir / ablation.variant / base_dir.name / "metrics.csv").is_file()]
-        metrics = {run_dir: pd.read_csv(run_dir / "metrics.csv") for pair in pairs for run_dir in pair}
-        finished = all(schedule(run_dir, len(m))[1] for run_dir, m in metrics.items())
-        if not pairs or finished and len({len(m) for m in metrics.values()}) == 1:
-            continue  # ablation_table has it
+        metrics = {run_dir: pd.read_csv(run_dir / "metrics.csv") for name in (ablation.base, ablation.variant)
+                   for run_dir in sorted((archive_dir / name).glob("s*")) if (run_dir / "metrics.csv").is_file()}
+        pairs = [(base_dir, variant_dir) for base_dir in metrics if base_dir.parent.name == ablation.base
+                 if (variant_dir := archive_dir / ablation.variant / base_dir.name) in metrics]
+        if not pairs or compared_whole([schedule(run_dir, len(m))[1] for run_dir, m in metrics.items()],
+                                       [len(m) for m in metrics.values()]):
+            continue
         for protocol in [p for p in MATCHED_PROTOCOLS
                          if p in ROWS[ablation.base].protocols and p in ROWS[ablation.variant].protocols]:
             chosen, epochs = [], []
@@ -402,17 +410,44 @@ def plot_spread(results: pd.DataFrame, out: Path) -> None:
 ARCHIVED = ("config.yaml", "metrics.csv", "results_*.json")
 
 
+def config_changes(old: Path, new: Path) -> list[str]:
+    """The ``section.key`` settings both saved run configs hold with different values, runtime settings aside.
+
+    Keys only one of them holds are passed over, so an archived run stays comparable when keys are added later.
+    """
+    old_config, new_config = (run_identity(yaml.safe_load(path.read_text()) or {}) for path in (old, new))
+    changes = []
+    for section in old_config.keys() & new_config.keys():
+        a, b = old_config[section], new_config[section]
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [f"{section}.{key}" for key in a.keys() & b.keys() if a[key] != b[key]]
+        elif a != b:
+            changes.append(section)
+    return sorted(changes)
+
+
 def archive(runs: Path, archive_dir: Path) -> int:
     """Copy the light files of every evaluated run under ``runs`` into ``archive_dir``; returns how many.
 
-    Each archived run is replaced whole (stale protocol files go) and only once its copy is complete.
+    Each archived run is replaced whole (stale protocol files go) and only once its copy is complete;
+    nothing is copied where one run would replace an archived run of another config (say a run with
+    ``train.epochs=200`` over the 20-epoch run of its row and seed).
     """
     if archive_dir.resolve() in (runs.resolve(), *runs.resolve().parents):
         raise UserError(f"--runs {runs} is inside the archive {archive_dir}: archiving would replace the runs "
                         "with their light files; pass the folder the runs were trained in")
-    run_dirs = sorted({path.parent for path in runs.glob("*/s*/results_*.json")})
-    for run_dir in run_dirs:
-        target = archive_dir / run_dir.parent.name / run_dir.name
+    for retired in archive_dir.glob("*/.s*.retired"):
+        target = retired.with_name(retired.name[1:-len(".retired")])
+        if not target.exists():  # a report stopped between its two renames: the archived run comes back
+            retired.rename(target)
+    targets = {run_dir: archive_dir / run_dir.parent.name / run_dir.name
+               for run_dir in sorted({path.parent for path in runs.glob("*/s*/results_*.json")})}
+    for run_dir, target in targets.items():
+        if (target / "config.yaml").is_file() and (changes := config_changes(target / "config.yaml",
+                                                                              run_dir / "config.yaml")):
+            raise UserError(f"{run_dir} is another run than the one archived in {target} (its config differs in "
+                            f"{', '.join(changes)}): report it to another --out, or delete {target} to replace it")
+    for run_dir, target in targets.items():
         staging, retired = (target.with_name(f".{target.name}.{kind}") for kind in ("partial", "retired"))
         for leftover in (staging, retired):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -424,10 +459,11 @@ def archive(runs: Path, archive_dir: Path) -> int:
             target.rename(retired)
         staging.rename(target)
         shutil.rmtree(retired, ignore_errors=True)
-    return len(run_dirs)
+    return len(targets)
 
 
 def report(runs: Path, out: Path) -> pd.DataFrame:
+    collect(runs)  # a stale or unknown run is refused before it replaces its archived copy
     print(f"archived {archive(runs, out / 'runs')} runs from {runs} under {out / 'runs'}")
     results = collect(out / "runs")
     if results.empty:
@@ -469,6 +505,7 @@ def run_status(runs: Path, archive_dir: Path) -> pd.DataFrame:
     against its schedule, whether its results are current, and the command that comes next."""
     found = sorted({(path.parent.parent.name, path.parent.name) for base in (runs, archive_dir)
                     for path in base.glob("*/s*/config.yaml")})
+    where = "" if runs == DEFAULT_RUNS else f" --runs {runs}"
     lines = []
     for row, seed_dir in found:
         here, stored, seed = runs / row / seed_dir, archive_dir / row / seed_dir, seed_dir[1:]
@@ -479,14 +516,14 @@ def run_status(runs: Path, archive_dir: Path) -> pd.DataFrame:
         if row not in ROWS:
             next_step = "not a row of this script (renamed?): rename or delete it"
         elif trained is None:
-            next_step = (f"run {row} --seeds {seed} (starts again: no run directory under {runs})"
+            next_step = (f"run {row} --seeds {seed}{where} (starts again: no run directory under {runs})"
                          if planned and len(archived) < planned else "done")
         elif planned and len(trained) < planned:
-            next_step = f"run {row} --seeds {seed}"
+            next_step = f"run {row} --seeds {seed}{where}"
         elif any(state.endswith(("stale", "none")) for state in results):
-            next_step = f"evaluate {row} --seeds {seed}"
+            next_step = f"evaluate {row} --seeds {seed}{where}"
         elif archived is None or len(archived) != len(trained):
-            next_step = "report"
+            next_step = f"report{where}"
         else:
             next_step = "done"
         lines.append({"row": row, "seed": seed,
@@ -496,7 +533,8 @@ def run_status(runs: Path, archive_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=["row", "seed", "trained", "archived", "results", "next"])
 
 
-README_BLOCK = re.compile(r"(<!-- reproduce: (\S+) -->\n).*?(?=<!-- /reproduce -->)", re.S)
+README_OPENER = re.compile(r"<!-- reproduce: (\S+) -->\n")
+README_BLOCK = re.compile(r"(<!-- reproduce: (\S+) -->\n)(?:(?!<!-- reproduce: ).)*?(?=<!-- /reproduce -->)", re.S)
 
 
 def update_readme(readme: Path, out: Path) -> int:
@@ -508,6 +546,11 @@ def update_readme(readme: Path, out: Path) -> int:
     if not readme.is_file():
         raise UserError(f"--readme {readme} is not a file")
     text, updated = readme.read_text(), 0
+    closed = {match.start() for match in README_BLOCK.finditer(text)}
+    for opener in README_OPENER.finditer(text):
+        if opener.start() not in closed:
+            raise UserError(f"{readme} line {text.count(chr(10), 0, opener.start()) + 1}: the block quoting "
+                            f"{opener[1]} has no '<!-- /reproduce -->' before the next block or the end")
 
     def quote(match: re.Match) -> str:
         nonlocal updated
@@ -534,6 +577,17 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+DATASETS = tuple(dict.fromkeys(name.split("-")[0] for name in ROWS))
+DEFAULT_RUNS = Path("runs/repro")
+
+
+def data_location(text: str) -> tuple[str, str]:
+    dataset, sep, root = text.partition("=")
+    if not sep or not root or dataset not in DATASETS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DATASET=DIR with DATASET one of {', '.join(DATASETS)}")
+    return dataset, root
+
+
 def seed_list(text: str) -> list[int]:
     try:
         return [int(seed) for seed in text.split(",")]
@@ -544,22 +598,21 @@ def seed_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    runs = argparse.ArgumentParser(add_help=False)
+    runs.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="the folder the runs are trained in")
+    seeds = argparse.ArgumentParser(add_help=False, parents=[runs])
+    seeds.add_argument("row", choices=list(ROWS))
+    seeds.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
+    out = argparse.ArgumentParser(add_help=False, parents=[runs])
+    out.add_argument("--out", type=Path, default=Path("experiments/results"), help="the report's folder (its archive)")
     sub.add_parser("list")
-    run = sub.add_parser("run")
-    run.add_argument("row", choices=list(ROWS))
-    run.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
-    run.add_argument("--runs", type=Path, default=Path("runs/repro"))
-    run.add_argument("--data", action="append", default=[], help="DATASET=DIR prepared data (vqa_rad=..., slake=...)")
-    ev = sub.add_parser("evaluate", help="evaluate the runs of a row as they stand, e.g. after stopping them")
-    ev.add_argument("row", choices=list(ROWS))
-    ev.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
-    ev.add_argument("--runs", type=Path, default=Path("runs/repro"))
-    st = sub.add_parser("status", help="how far each run trained, and what to run next")
-    st.add_argument("--runs", type=Path, default=Path("runs/repro"))
-    st.add_argument("--out", type=Path, default=Path("experiments/results"), help="the report's folder (its archive)")
-    rep = sub.add_parser("report")
-    rep.add_argument("--runs", type=Path, default=Path("runs/repro"))
-    rep.add_argument("--out", type=Path, default=Path("experiments/results"))
+    run = sub.add_parser("run", parents=[seeds])
+    run.add_argument("--data", type=data_location, action="append", default=[],
+                     help=f"DATASET=DIR prepared data, DATASET one of {', '.join(DATASETS)}")
+    sub.add_parser("evaluate", parents=[seeds],
+                   help="evaluate the runs of a row as they stand, e.g. after stopping them")
+    sub.add_parser("status", parents=[out], help="how far each run trained, and what to run next")
+    rep = sub.add_parser("report", parents=[out])
     rep.add_argument("--readme", type=Path, help="also refresh the blocks of this file that quote the report's files")
     args, extra = parser.parse_known_args(argv)
     overrides = [item for item in extra if "=" in item and not item.startswith("-")]
@@ -570,8 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, row in ROWS.items():
                 print(f"{name:<32} {row.config:<38} {', '.join(row.protocols)}")
         elif args.command == "run":
-            data = dict(item.split("=", 1) for item in args.data)
-            run_row(args.row, args.seeds, args.runs, data, overrides)
+            run_row(args.row, args.seeds, args.runs, dict(args.data), overrides)
         elif args.command == "evaluate":
             evaluate_row(args.row, args.seeds, args.runs)
         elif args.command == "status":

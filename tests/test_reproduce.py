@@ -133,6 +133,8 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
             metrics.to_csv(tmp_path / row / f"s{seed}" / "metrics.csv", index=False)
     shutil.rmtree(tmp_path / "vqa_rad-qcr-all-train")
     assert reproduce.matched_ablation_table(tmp_path).empty
+    archived_run(tmp_path, "vqa_rad-qcr-frozen", 2, 3, test=[40, 45, 99], val=[60, 65, 99])  # a longer seed alone
+    assert list(reproduce.matched_ablation_table(tmp_path)["epochs"]) == ["2/2", "2/2"]  # left out of ablation_table
 
 
 def test_select_epoch_without_a_validation_split_takes_the_last_epoch(reproduce, tmp_path: Path) -> None:
@@ -171,22 +173,24 @@ def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys)
         return {f"{line.row} s{line.seed}": (line.trained, line.archived, line.results, line.next)
                 for line in frame.itertuples()}
 
+    where = f"--runs {runs}"  # the next commands name the folder the runs are in
     assert states() == {
         "vqa_rad-qcr s88": ("-", "2/200", "pubmedclip-legacy none, sound none",
-                            f"run vqa_rad-qcr --seeds 88 (starts again: no run directory under {runs})"),
-        "vqa_rad-qcr-frozen s1": ("2/3", "-", "pubmedclip-legacy none, sound none", "run vqa_rad-qcr-frozen --seeds 1"),
+                            f"run vqa_rad-qcr --seeds 88 {where} (starts again: no run directory under {runs})"),
+        "vqa_rad-qcr-frozen s1": ("2/3", "-", "pubmedclip-legacy none, sound none",
+                                  f"run vqa_rad-qcr-frozen --seeds 1 {where}"),
         "vqa_rad-qcr-frozen s2": ("2/2", "-", "pubmedclip-legacy none, sound stale",
-                                  "evaluate vqa_rad-qcr-frozen --seeds 2"),
+                                  f"evaluate vqa_rad-qcr-frozen --seeds 2 {where}"),
         "vqa_rad-qcr-frozen s88": ("-", "3/3", "pubmedclip-legacy epoch 2, sound epoch 1", "done"),
     }
     for protocol in ("sound", "pubmedclip-legacy"):
         (trained / f"results_{protocol}.json").write_text(json.dumps({"epoch": 1}))
-    assert states()["vqa_rad-qcr-frozen s2"][2:] == ("pubmedclip-legacy epoch 1, sound epoch 1", "report")
+    assert states()["vqa_rad-qcr-frozen s2"][2:] == ("pubmedclip-legacy epoch 1, sound epoch 1", f"report {where}")
     shutil.copytree(trained, archive / "vqa_rad-qcr-frozen" / "s2")
     assert states()["vqa_rad-qcr-frozen s2"][1:] == ("2/2", "pubmedclip-legacy epoch 1, sound epoch 1", "done")
     assert reproduce.main(["status", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "run vqa_rad-qcr-frozen --seeds 1" in printed and "evaluate" not in printed, printed
+    assert f"run vqa_rad-qcr-frozen --seeds 1 {where}" in printed and "evaluate" not in printed, printed
 
 
 def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
@@ -255,6 +259,62 @@ def test_row_refuses_data_resized_with_another_filter(reproduce, tmp_path: Path,
     assert reproduce.main(["run", "vqa_rad-mevf_ban-frozen", "--runs", str(tmp_path / "runs"),
                            "--data", f"vqa_rad={tmp_path / 'none'}"]) == 2
     assert "is not a prepared dataset" in capsys.readouterr().err
+
+
+def evaluated_run(root: Path, row: str, seed: int, epochs: int, picked: int) -> Path:
+    """An archived ``row`` run of ``epochs`` epochs whose sound result reports epoch ``picked``."""
+    run_dir = archived_run(root, row, seed, epochs, test=[50.0 + e for e in range(epochs)],
+                           val=[60.0 + e for e in range(epochs)])
+    result = {"protocol": "sound", "open": 40.0, "closed": 60.0, "overall": 50.0, "n_open": 1, "n_closed": 1,
+              "epoch": picked}
+    (run_dir / "results_sound.json").write_text(json.dumps(result))
+    return run_dir
+
+
+def test_report_keeps_the_archive_when_a_run_is_stale_or_another(reproduce, tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    archived = evaluated_run(out / "runs", "vqa_rad-qcr-frozen", 88, 3, picked=2)
+    kept = (archived / "results_sound.json").read_text()
+    stale = evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 3, picked=1)  # resumed, not evaluated again
+    with pytest.raises(UserError, match="holds epoch 1, .* picks epoch 2: evaluate again"):
+        reproduce.report(runs, out)
+    assert (archived / "results_sound.json").read_text() == kept
+
+    shutil.rmtree(stale)
+    evaluated_run(runs, "vqa_rad-qcr-frozen", 1, 4, picked=3)  # new: archived once the others pass
+    evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 4, picked=3)  # train.epochs=4: another run than the archived
+    with pytest.raises(UserError, match=r"s88 is another run than the one archived in .*s88 \(its config differs "
+                                        r"in train.epochs\): report it to another --out"):
+        reproduce.archive(runs, out / "runs")
+    assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s88"]
+    assert (archived / "results_sound.json").read_text() == kept
+
+    archived.rename(archived.with_name(".s88.retired"))  # a report stopped between its two renames
+    shutil.rmtree(runs / "vqa_rad-qcr-frozen" / "s88")
+    assert reproduce.archive(runs, out / "runs") == 1
+    assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s1", "s88"]
+    assert (archived / "results_sound.json").read_text() == kept
+
+
+def test_update_readme_refuses_a_block_without_its_closer(reproduce, tmp_path: Path) -> None:
+    out = tmp_path / "cpu"
+    out.mkdir()
+    (out / "table.md").write_text("| a |\n")
+    readme = tmp_path / "README.md"
+    text = ("<!-- reproduce: cpu/table.md -->\nold\n\nprose kept\n"
+            "<!-- reproduce: cpu/table.md -->\nold\n<!-- /reproduce -->\n")
+    readme.write_text(text)
+    with pytest.raises(UserError, match=r"README.md line 1: the block quoting cpu/table.md has no"):
+        reproduce.update_readme(readme, out)
+    assert readme.read_text() == text
+
+
+@pytest.mark.parametrize("value", ["vqa_rad", "vqa_rad=", "cats=data/cats"])
+def test_run_refuses_a_malformed_data_location(reproduce, tmp_path: Path, capsys, value: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        reproduce.main(["run", "vqa_rad-qcr-frozen", "--runs", str(tmp_path), "--data", value])
+    assert stopped.value.code == 2 and not any(tmp_path.iterdir())
+    assert f"{value!r} is not DATASET=DIR with DATASET one of vqa_rad, slake" in capsys.readouterr().err
 
 
 def test_report_without_runs(reproduce, tmp_path: Path) -> None:
