@@ -45,9 +45,8 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from medvqa import evaluate, train  # noqa: E402
-from medvqa.config import load_config, run_identity  # noqa: E402
+from medvqa.config import frozen_encoders, load_config, run_identity  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
-from medvqa.models.visual import frozen_encoders  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
 from pubmedclip.files import replace_atomic, write_text_atomic  # noqa: E402
 

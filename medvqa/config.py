@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -86,19 +87,33 @@ class Config:
         return asdict(self)
 
 
+def frozen_encoders(freeze: bool | list[str], names: Sequence[str]) -> list[str]:
+    """The encoders ``model.freeze_visual`` freezes among ``names``: all (true), none (false) or those listed."""
+    if isinstance(freeze, str):
+        raise ValueError(f"freeze_visual {freeze!r}: give true, false or a list of encoder names, e.g. [{freeze}]")
+    frozen = list(names) if freeze is True else list(freeze or ())
+    unknown = [name for name in frozen if name not in names]
+    if unknown:
+        raise ValueError(f"freeze_visual names {unknown}, which are not visual encoders of this model "
+                         f"({', '.join(names)})")
+    return frozen
+
+
 def run_identity(data: dict[str, Any]) -> dict[str, Any]:
     """A config mapping reduced to what the run learns: two configs equal after this train the same run.
 
-    ``RUNTIME_KEYS`` are dropped, and ``model.freeze_visual`` is spelled one way: a list naming every
-    visual encoder is ``true``, an empty list ``false``.
+    ``RUNTIME_KEYS`` are dropped, and ``model.freeze_visual`` is spelled one way, as the sorted names
+    of the encoders it freezes (``true`` and a list naming every visual encoder are the same run).
     """
     identity = {section: {k: v for k, v in values.items() if k not in RUNTIME_KEYS.get(section, ())}
                 if isinstance(values, dict) else values for section, values in data.items()}
     model = identity.get("model")
-    if isinstance(model, dict) and isinstance(model.get("freeze_visual"), list):
-        frozen, visual = model["freeze_visual"], model.get("visual", ModelConfig().visual)
-        if not frozen or sorted(frozen) == sorted(visual):
-            identity["model"] = {**model, "freeze_visual": bool(frozen)}
+    if isinstance(model, dict):
+        try:
+            frozen = frozen_encoders(model.get("freeze_visual", False), model.get("visual", ModelConfig().visual))
+        except ValueError:
+            return identity  # refused, with its reason, when the model is built
+        identity["model"] = {**model, "freeze_visual": sorted(frozen)}
     return identity
 
 

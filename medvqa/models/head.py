@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medvqa.models.visual import VisualFrontEnd, create_encoder, frozen_encoders
+from medvqa.config import frozen_encoders
+from medvqa.models.visual import VisualFrontEnd, create_encoder
 
 LOSS_REDUCTIONS = ("instance", "mean")
 

@@ -75,18 +75,6 @@ register_encoder = ENCODERS.register  # decorator on a builder ``fn(**kwargs) ->
 list_encoders = ENCODERS.names
 
 
-def frozen_encoders(freeze: bool | list[str], names: Sequence[str]) -> list[str]:
-    """The encoders ``model.freeze_visual`` freezes among ``names``: all (true), none (false) or those listed."""
-    if isinstance(freeze, str):
-        raise ValueError(f"freeze_visual {freeze!r}: give true, false or a list of encoder names, e.g. [{freeze}]")
-    frozen = list(names) if freeze is True else list(freeze or ())
-    unknown = [name for name in frozen if name not in names]
-    if unknown:
-        raise ValueError(f"freeze_visual names {unknown}, which are not visual encoders of this model "
-                         f"({', '.join(names)})")
-    return frozen
-
-
 def create_encoder(name: str, **kwargs) -> VisualEncoder:
     encoder = ENCODERS.create(name, **kwargs)
     encoder.name = name

@@ -59,5 +59,8 @@ def test_run_identity_ignores_runtime_settings_and_spellings_of_the_same_freeze(
     base = identity("model.freeze_visual=true")
     assert identity("model.freeze_visual=[cdae, maml]", "train.device=cuda", "data.root=/elsewhere") == base
     assert identity("model.freeze_visual=[]") == identity("model.freeze_visual=false")
+    assert identity("model.freeze_visual=[maml]") == identity("model.freeze_visual=[maml]", "train.threads=1")
+    unknown = {"model": {"visual": ["maml"], "freeze_visual": ["clip"]}}  # refused later, by the model's builder
+    assert run_identity(unknown) == unknown
     assert identity("model.freeze_visual=[maml]") != base
     assert identity("model.freeze_visual=true", "train.lr=0.01") != base
