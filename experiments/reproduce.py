@@ -342,7 +342,8 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
 
 
 def plot_curves(runs: Path, out: Path) -> None:
-    """Validation (solid) and test (dashed) accuracy per epoch of every run, one panel per row."""
+    """Validation (solid), test (dashed) and, for runs with a type classifier, routed test accuracy
+    (dotted: what ``pubmedclip-legacy`` picks from) per epoch of every run, one panel per row."""
     run_dirs = sorted(p for p in runs.glob("*/s*") if (p / "metrics.csv").is_file())
     if not run_dirs:
         return
@@ -355,10 +356,13 @@ def plot_curves(runs: Path, out: Path) -> None:
                 axis.plot(metrics["epoch"], metrics["val_overall"], color=f"C{colour}", label=f"{run_dir.name} val")
             axis.plot(metrics["epoch"], metrics["test_overall"], "--", color=f"C{colour}",
                       label=f"{run_dir.name} test")
+            if "test_routed_overall" in metrics:
+                axis.plot(metrics["epoch"], metrics["test_routed_overall"], ":", color=f"C{colour}",
+                          label=f"{run_dir.name} test routed")
         axis.set_title(row, fontsize=9)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("overall %")
-        axis.legend(fontsize=7, ncol=2)
+        axis.legend(fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("epoch")
     figure.tight_layout()
     save_figure(figure, out / "curves.png")
