@@ -64,6 +64,11 @@ class Row:
     overrides: tuple[str, ...] = ()
     resize_filter: str = "bicubic"  # of the square gray image caches the data was prepared with
 
+    @property
+    def dataset(self) -> str:
+        """The dataset the row trains on: its config's folder (``configs/vqa_rad/...``: ``vqa_rad``)."""
+        return Path(self.config).parent.name
+
 
 MEVF_BAN_RAD = {"pubmedclip-legacy": (49.2, 77.2, 66.1), "mevf-legacy": (43.9, 75.1, None)}  # published
 QCR_RAD = {"pubmedclip-legacy": (60.0, 79.3, 71.6)}
@@ -151,13 +156,12 @@ def check_resize_filter(name: str, data_root: Path) -> None:
     wanted = ROWS[name].resize_filter
     if found != wanted:
         raise UserError(f"row {name} needs data prepared with --resize-filter {wanted}, but "
-                        f"{data_root / 'summary.json'} says {found}: pass --data {name.split('-')[0]}=DIR")
+                        f"{data_root / 'summary.json'} says {found}: pass --data {ROWS[name].dataset}=DIR")
 
 
 def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overrides: list[str]) -> None:
     row = ROWS[name]
-    dataset = name.split("-")[0]
-    extra = [f"data.root={data[dataset]}"] if dataset in data else []
+    extra = [f"data.root={data[row.dataset]}"] if row.dataset in data else []
     check_resize_filter(name, Path(load_config(row.config, [*extra, *row.overrides, *overrides]).data.root))
     for seed in seeds:
         run_dir = runs / name / f"s{seed}"
@@ -175,6 +179,11 @@ def evaluate_row(name: str, seeds: list[int], runs: Path) -> None:
             evaluate.evaluate_run(runs / name / f"s{seed}", protocol)
 
 
+def evaluated_runs(runs: Path) -> list[Path]:
+    """The run directories ``runs/<row>/s<seed>`` that hold at least one result file, sorted."""
+    return sorted({path.parent for path in runs.glob("*/s*/results_*.json")})
+
+
 def collect(runs: Path) -> pd.DataFrame:
     """One line per (row, seed, protocol) result file found under ``runs``, for the protocols of its row.
 
@@ -182,7 +191,7 @@ def collect(runs: Path) -> pd.DataFrame:
     validation choice for a row trained on its validation split.
     """
     lines = []
-    for run_dir in sorted({path.parent for path in runs.glob("*/s*/results_*.json")}):
+    for run_dir in evaluated_runs(runs):
         row = run_dir.parent.name
         if row not in ROWS:
             raise UserError(f"{run_dir.parent} is not a row of this script (renamed?): rename or delete it")
@@ -444,7 +453,7 @@ def archive(runs: Path, archive_dir: Path) -> int:
         if not target.exists():  # a report stopped between its two renames: the archived run comes back
             retired.rename(target)
     targets = {run_dir: archive_dir / run_dir.parent.name / run_dir.name
-               for run_dir in sorted({path.parent for path in runs.glob("*/s*/results_*.json")})}
+               for run_dir in evaluated_runs(runs)}
     for run_dir, target in targets.items():
         if (target / "config.yaml").is_file() and (changes := config_changes(target / "config.yaml",
                                                                               run_dir / "config.yaml")):
@@ -580,7 +589,7 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-DATASETS = tuple(dict.fromkeys(name.split("-")[0] for name in ROWS))
+DATASETS = tuple(dict.fromkeys(row.dataset for row in ROWS.values()))
 DEFAULT_RUNS = Path("runs/repro")
 
 

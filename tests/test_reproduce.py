@@ -25,6 +25,7 @@ def reproduce(experiment):
 def test_rows_point_at_existing_configs(reproduce) -> None:
     for name, row in reproduce.ROWS.items():
         assert (REPO / row.config).is_file(), name
+        assert name.startswith(f"{row.dataset}-"), name  # a row is named after the dataset it trains on
         assert set(row.protocols) <= set(reproduce.PROTOCOLS)
         load_config(REPO / row.config, list(row.overrides))  # the overrides name real keys
     for ablation in reproduce.ABLATIONS:
