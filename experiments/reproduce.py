@@ -13,27 +13,30 @@
 continued) and evaluates it under every protocol of the row; it refuses data prepared with another
 resize filter than the row's. ``report`` archives the light files of every evaluated run
 (``config.yaml``, ``metrics.csv``, ``results_<protocol>.json``) under ``OUT/runs/<row>/s<seed>/``
-(before it copies anything it refuses a run whose results are older than its last epoch, and one
-whose config differs from the run archived for its row and seed), then builds from that archive
-Markdown and CSV tables (mean +- std over seeds, the schedule each number was measured with, the
-published number beside it), an ablation table (``ablation.md``: the change each of ``ABLATIONS``
-makes, over the seeds of both rows; ``ablation_matched.md``: the same at matched epochs, replayed
-from ``metrics.csv``, where a run stopped early or runs differ in length) and plots
-accuracy-per-epoch curves and the seed spread. The archive accumulates: a report on a machine that holds only some of the runs keeps the
-others' archived results. To drop a run from the table, delete its archived directory and the run
-itself (or report from another --runs folder), else the next report archives it again. ``--readme``
-copies the new tables into the blocks of a Markdown file that quote them (``update_readme``).
+(before it copies anything it refuses a run whose results no longer report the epoch their protocol
+picks, and one with another config or fewer epochs than the run archived for its row and seed), then
+builds from that archive Markdown and CSV tables (mean +- std over seeds, the schedule each number
+was measured with, the published number beside it), an ablation table (``ablation.md``: the change
+each of ``ABLATIONS`` makes, over the seeds of both rows; ``ablation_matched.md``: the same at
+matched epochs, replayed from ``metrics.csv``, where a run stopped early or runs differ in length)
+and plots accuracy-per-epoch curves and the seed spread. The archive accumulates: a report on a
+machine that holds only some of the runs keeps the others' archived results. To drop a run from the
+table, delete its archived directory and the run itself (or report from another --runs folder), else
+the next report archives it again. ``--readme`` copies the new tables into the blocks of a Markdown
+file that quote them (``update_readme``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import shlex
 import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -50,6 +53,7 @@ from medvqa.data import PreparedDataset  # noqa: E402
 from medvqa.errors import UserError  # noqa: E402
 from pubmedclip.files import replace_atomic, write_text_atomic  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")  # evaluation order: results.json ends as sound's
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
 
@@ -63,6 +67,11 @@ class Row:
     published: dict[str, tuple[float | None, float | None, float | None]] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
     resize_filter: str = "bicubic"  # of the square gray image caches the data was prepared with
+
+    @property
+    def config_path(self) -> Path:
+        """The config file, wherever the script is run from (``config`` is relative to the repository)."""
+        return REPO / self.config
 
     @property
     def dataset(self) -> str:
@@ -124,6 +133,11 @@ ABLATIONS = (
 )
 
 
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    """The config mapping a run saved, as written (no validation: archived runs stay readable)."""
+    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+
+
 def planned_epochs(config: dict) -> int | None:
     """``train.epochs`` of a saved run config, read leniently."""
     return (config.get("train") or {}).get("epochs")
@@ -136,7 +150,7 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     The config is read leniently (only the keys named here), so archived runs stay readable when
     config keys are added or renamed later.
     """
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    config = saved_config(run_dir)
     model, train_config = config.get("model") or {}, config.get("train") or {}
     epochs = planned_epochs(config)
     visual = model.get("visual") or []
@@ -162,10 +176,10 @@ def check_resize_filter(name: str, data_root: Path) -> None:
 def run_row(name: str, seeds: list[int], runs: Path, data: dict[str, str], overrides: list[str]) -> None:
     row = ROWS[name]
     extra = [f"data.root={data[row.dataset]}"] if row.dataset in data else []
-    check_resize_filter(name, Path(load_config(row.config, [*extra, *row.overrides, *overrides]).data.root))
+    check_resize_filter(name, Path(load_config(row.config_path, [*extra, *row.overrides, *overrides]).data.root))
     for seed in seeds:
         run_dir = runs / name / f"s{seed}"
-        status = train.main(["--config", row.config, "--out", str(run_dir), f"train.seed={seed}", *extra,
+        status = train.main(["--config", str(row.config_path), "--out", str(run_dir), f"train.seed={seed}", *extra,
                              *row.overrides, *overrides])
         if status != 0:
             raise UserError(f"training {run_dir} failed with status {status}")
@@ -177,6 +191,11 @@ def evaluate_row(name: str, seeds: list[int], runs: Path) -> None:
     for seed in seeds:
         for protocol in ROWS[name].protocols:
             evaluate.evaluate_run(runs / name / f"s{seed}", protocol)
+
+
+def reported(run_dir: Path) -> bool:
+    """Whether a run holds a result under a protocol of its row: the runs ``collect`` reports."""
+    return any((run_dir / f"results_{protocol}.json").is_file() for protocol in ROWS[run_dir.parent.name].protocols)
 
 
 def evaluated_runs(runs: Path) -> list[Path]:
@@ -312,7 +331,8 @@ MATCHED_PROTOCOLS = ("sound", "pubmedclip-legacy")  # the protocols select_epoch
 
 def matched_ablation_table(archive_dir: Path) -> pd.DataFrame:
     """The ablations ``ablation_table`` leaves out (a run stopped early, or runs of different lengths),
-    compared at matched epochs over the seeds both rows ran (none in common: in neither table).
+    compared at matched epochs over the seeds both rows ran (none in common: in neither table). The
+    runs are those ``collect`` reports, so each ablation is in one table at most.
 
     For each such seed both runs' ``metrics.csv`` are cut to the epochs both finished, and each protocol
     picks its epoch within them (``select_epoch``): the same schedule on both sides, shortened.
@@ -321,7 +341,7 @@ def matched_ablation_table(archive_dir: Path) -> pd.DataFrame:
     lines = []
     for ablation in ABLATIONS:
         metrics = {run_dir: pd.read_csv(run_dir / "metrics.csv") for name in (ablation.base, ablation.variant)
-                   for run_dir in sorted((archive_dir / name).glob("s*")) if (run_dir / "metrics.csv").is_file()}
+                   for run_dir in sorted((archive_dir / name).glob("s*")) if reported(run_dir)}
         pairs = [(base_dir, variant_dir) for base_dir in metrics if base_dir.parent.name == ablation.base
                  if (variant_dir := archive_dir / ablation.variant / base_dir.name) in metrics]
         if not pairs or compared_whole([schedule(run_dir, len(m))[1] for run_dir, m in metrics.items()],
@@ -422,20 +442,33 @@ def plot_spread(results: pd.DataFrame, out: Path) -> None:
 ARCHIVED = ("config.yaml", "metrics.csv", "results_*.json")
 
 
-def config_changes(old: Path, new: Path) -> list[str]:
-    """The ``section.key`` settings both saved run configs hold with different values, runtime settings aside.
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping as dotted settings (``model.weights.maml``), runtime settings aside (``run_identity``)."""
+    flat: dict[str, Any] = {}
 
-    Keys only one of them holds are passed over, so an archived run stays comparable when keys are added later.
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(run_identity(config), "")
+    return flat
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Setting -> (old value, new value) for the settings both configs hold with different values.
+
+    Settings only one of them holds are passed over, so archived runs stay comparable when keys are added later.
     """
-    old_config, new_config = (run_identity(yaml.safe_load(path.read_text()) or {}) for path in (old, new))
-    changes = []
-    for section in old_config.keys() & new_config.keys():
-        a, b = old_config[section], new_config[section]
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += [f"{section}.{key}" for key in a.keys() & b.keys() if a[key] != b[key]]
-        elif a != b:
-            changes.append(section)
-    return sorted(changes)
+    a, b = settings(old), settings(new)
+    return {key: (a[key], b[key]) for key in sorted(a.keys() & b.keys()) if a[key] != b[key]}
+
+
+def override(key: str, value: Any) -> str:
+    """``key=value`` as a config override that sets ``value``, quoted for a shell."""
+    return shlex.quote(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
 
 
 def archive(runs: Path, archive_dir: Path) -> int:
@@ -443,26 +476,33 @@ def archive(runs: Path, archive_dir: Path) -> int:
 
     Each archived run is replaced whole (stale protocol files go) and only once its copy is complete;
     nothing is copied where one run would replace an archived run of another config (say a run with
-    ``train.epochs=200`` over the 20-epoch run of its row and seed).
+    ``train.epochs=200`` over the 20-epoch run of its row and seed) or one that trained longer.
     """
     if archive_dir.resolve() in (runs.resolve(), *runs.resolve().parents):
         raise UserError(f"--runs {runs} is inside the archive {archive_dir}: archiving would replace the runs "
                         "with their light files; pass the folder the runs were trained in")
-    for retired in archive_dir.glob("*/.s*.retired"):
-        target = retired.with_name(retired.name[1:-len(".retired")])
-        if not target.exists():  # a report stopped between its two renames: the archived run comes back
-            retired.rename(target)
+    for leftover in [*archive_dir.glob("*/.s*.partial"), *archive_dir.glob("*/.s*.retired")]:
+        target = leftover.with_name(leftover.name[1:].rsplit(".", 1)[0])
+        if leftover.suffix == ".retired" and not target.exists():  # a report stopped between its two renames
+            leftover.rename(target)
+        else:  # an unfinished copy, or a replaced run whose new copy is complete
+            shutil.rmtree(leftover)
     targets = {run_dir: archive_dir / run_dir.parent.name / run_dir.name
                for run_dir in evaluated_runs(runs)}
     for run_dir, target in targets.items():
-        if (target / "config.yaml").is_file() and (changes := config_changes(target / "config.yaml",
-                                                                              run_dir / "config.yaml")):
-            raise UserError(f"{run_dir} is another run than the one archived in {target} (its config differs in "
-                            f"{', '.join(changes)}): report it to another --out, or delete {target} to replace it")
+        if not (target / "config.yaml").is_file():
+            continue
+        if changes := config_changes(saved_config(target), saved_config(run_dir)):
+            differences = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+            raise UserError(f"{run_dir} is another run than the one archived in {target} (its config differs: "
+                            f"{differences}): "
+                            f"report it to another --out, or delete {target} to replace it")
+        trained, stored = (len(pd.read_csv(d / "metrics.csv")) for d in (run_dir, target))
+        if trained < stored:
+            raise UserError(f"{run_dir} has trained {trained} epochs, its archived copy {target} {stored}: "
+                            f"train it on before reporting it, or delete {target} to go back to {trained}")
     for run_dir, target in targets.items():
         staging, retired = (target.with_name(f".{target.name}.{kind}") for kind in ("partial", "retired"))
-        for leftover in (staging, retired):
-            shutil.rmtree(leftover, ignore_errors=True)
         staging.mkdir(parents=True)
         for pattern in ARCHIVED:
             for path in run_dir.glob(pattern):
@@ -512,32 +552,44 @@ def _result_state(run_dir: Path, protocol: str, metrics: pd.DataFrame) -> str:
     return f"{protocol} {'epoch ' + str(epoch) if current else 'stale'}"
 
 
-def run_status(runs: Path, archive_dir: Path) -> pd.DataFrame:
-    """One line per run trained under ``runs`` or archived in ``archive_dir``: epochs trained and archived
-    against its schedule, whether its results are current, and the command that comes next."""
+def own_overrides(row: str, seed: int, config: dict[str, Any]) -> list[str]:
+    """The overrides that ``run ROW --seeds SEED`` needs to train the run whose saved config is ``config``."""
+    row_config = load_config(ROWS[row].config_path, [*ROWS[row].overrides, f"train.seed={seed}"]).to_dict()
+    return [override(key, value) for key, (_, value) in config_changes(row_config, config).items()]
+
+
+def run_status(runs: Path, out: Path) -> pd.DataFrame:
+    """One line per run trained under ``runs`` or archived in the report folder ``out``: epochs trained
+    and archived against its schedule, whether its results are current, and the command that comes next
+    (with the overrides the run was trained with beyond its row's)."""
+    archive_dir = out / "runs"
     found = sorted({(path.parent.parent.name, path.parent.name) for base in (runs, archive_dir)
                     for path in base.glob("*/s*/config.yaml")})
-    where = "" if runs == DEFAULT_RUNS else f" --runs {runs}"
+    where = "" if runs == DEFAULT_RUNS else f" --runs {shlex.quote(str(runs))}"
+    report_to = "" if out == DEFAULT_OUT else f" --out {shlex.quote(str(out))}"
     lines = []
     for row, seed_dir in found:
         here, stored, seed = runs / row / seed_dir, archive_dir / row / seed_dir, seed_dir[1:]
         trained, archived = _run_metrics(here), _run_metrics(stored)
         source, metrics = (here, trained) if trained is not None else (stored, archived)
-        planned = planned_epochs(yaml.safe_load((source / "config.yaml").read_text()) or {})
-        results = [_result_state(source, protocol, metrics) for protocol in ROWS[row].protocols] if row in ROWS else []
+        config = saved_config(source)
+        planned = planned_epochs(config)
         if row not in ROWS:
-            next_step = "not a row of this script (renamed?): rename or delete it"
-        elif trained is None:
-            next_step = (f"run {row} --seeds {seed}{where} (starts again: no run directory under {runs})"
-                         if planned and len(archived) < planned else "done")
-        elif planned and len(trained) < planned:
-            next_step = f"run {row} --seeds {seed}{where}"
-        elif any(state.endswith(("stale", "none")) for state in results):
-            next_step = f"evaluate {row} --seeds {seed}{where}"
-        elif archived is None or len(archived) != len(trained):
-            next_step = f"report{where}"
+            results, next_step = [], "not a row of this script (renamed?): rename or delete it"
         else:
-            next_step = "done"
+            results = [_result_state(source, protocol, metrics) for protocol in ROWS[row].protocols]
+            run = " ".join([f"run {row} --seeds {seed}{where}", *own_overrides(row, int(seed), config)])
+            if trained is None:
+                next_step = (f"{run} (starts again: no run directory under {runs})"
+                             if planned and len(archived) < planned else "done")
+            elif planned and len(trained) < planned:
+                next_step = run
+            elif any(state.endswith(("stale", "none")) for state in results):
+                next_step = f"evaluate {row} --seeds {seed}{where}"
+            elif archived is None or len(archived) != len(trained):
+                next_step = f"report{where}{report_to}"
+            else:
+                next_step = "done"
         lines.append({"row": row, "seed": seed,
                       "trained": "-" if trained is None else f"{len(trained)}/{planned}",
                       "archived": "-" if archived is None else f"{len(archived)}/{planned}",
@@ -590,13 +642,14 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 DATASETS = tuple(dict.fromkeys(row.dataset for row in ROWS.values()))
-DEFAULT_RUNS = Path("runs/repro")
+DEFAULT_RUNS, DEFAULT_OUT = Path("runs/repro"), Path("experiments/results")
 
 
 def data_location(text: str) -> tuple[str, str]:
     dataset, sep, root = text.partition("=")
     if not sep or not root or dataset not in DATASETS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not DATASET=DIR with DATASET one of {', '.join(DATASETS)}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not DATASET=DIR (DATASET one of {', '.join(DATASETS)}), "
+                                         "e.g. vqa_rad=data/vqa_rad_nearest")
     return dataset, root
 
 
@@ -616,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds.add_argument("row", choices=list(ROWS))
     seeds.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
     out = argparse.ArgumentParser(add_help=False, parents=[runs])
-    out.add_argument("--out", type=Path, default=Path("experiments/results"), help="the report's folder (its archive)")
+    out.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the report's folder (its archive)")
     sub.add_parser("list")
     run = sub.add_parser("run", parents=[seeds])
     run.add_argument("--data", type=data_location, action="append", default=[],
@@ -639,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             evaluate_row(args.row, args.seeds, args.runs)
         elif args.command == "status":
-            states = run_status(args.runs, args.out / "runs")
+            states = run_status(args.runs, args.out)
             print(states.to_string(index=False) if not states.empty else f"no runs under {args.runs} or {args.out}")
         else:
             print(report(args.runs, args.out).to_string(index=False))

@@ -5,9 +5,9 @@ names the key and the file.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -111,7 +111,7 @@ def run_identity(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(model, dict):
         try:
             frozen = frozen_encoders(model.get("freeze_visual", False), model.get("visual", ModelConfig().visual))
-        except ValueError:
+        except (TypeError, ValueError):
             return identity  # refused, with its reason, when the model is built
         identity["model"] = {**model, "freeze_visual": sorted(frozen)}
     return identity

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,7 @@ def reproduce(experiment):
 
 def test_rows_point_at_existing_configs(reproduce) -> None:
     for name, row in reproduce.ROWS.items():
-        assert (REPO / row.config).is_file(), name
+        assert row.config_path == REPO / row.config and row.config_path.is_file(), name
         assert name.startswith(f"{row.dataset}-"), name  # a row is named after the dataset it trains on
         assert set(row.protocols) <= set(reproduce.PROTOCOLS)
         load_config(REPO / row.config, list(row.overrides))  # the overrides name real keys
@@ -92,10 +93,14 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) 
     assert line["base overall (seeds)"] == "61.0 +- 1.4 (2)" and line["variant overall (seeds)"] == "52.0 +- 2.6 (3)"
     assert line["change open / closed / overall"] == "-9.0 / -9.0 / -9.0"  # means 61 and 52
     assert line["paired"] == "2 (0.7)"  # per-seed changes -10 and -11
+    stopped = pd.DataFrame([result("vqa_rad-mevf_ban-frozen", 4, 30.0, "20 epochs (stopped after 3)", epochs=3)])
+    assert reproduce.ablation_table(pd.concat([results, stopped])).empty  # matched_ablation_table's, now
 
 
-def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float], val: list[float] | None) -> Path:
-    """An archived run: its config and a metrics.csv whose open / closed / routed columns all differ."""
+def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float], val: list[float] | None,
+                 protocols: tuple[str, ...] = ()) -> Path:
+    """An archived run: its config, a metrics.csv whose open / closed / routed columns all differ, and a
+    result file without figures under each of ``protocols``."""
     run_dir = root / row / f"s{seed}"
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(f"model: {{freeze_visual: {'frozen' in row}}}\ntrain: {{epochs: {planned}}}\n")
@@ -105,15 +110,20 @@ def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float
     if val is not None:
         metrics["val_overall"] = val
     pd.DataFrame(metrics).to_csv(run_dir / "metrics.csv", index=False)
+    for protocol in protocols:
+        (run_dir / f"results_{protocol}.json").write_text("{}")
     return run_dir
 
 
 def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finished(reproduce, tmp_path: Path) -> None:
-    archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[50, 60, 58], val=[70, 75, 75])  # stopped after 3
-    archived_run(tmp_path, "vqa_rad-qcr-frozen", 88, 200, test=[40, 45, 52, 99], val=[60, 65, 64, 99])
-    archived_run(tmp_path, "vqa_rad-qcr", 1, 200, test=[50, 56], val=[70, 71])  # stopped after 2
-    archived_run(tmp_path, "vqa_rad-qcr-frozen", 1, 200, test=[44, 47, 99], val=[61, 60, 99])
-    archived_run(tmp_path, "vqa_rad-qcr-all-train", 88, 200, test=[51, 62, 60], val=None)  # no validation split
+    reported_run = partial(archived_run, protocols=("pubmedclip-legacy",))
+    reported_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[50, 60, 58], val=[70, 75, 75])  # stopped after 3
+    reported_run(tmp_path, "vqa_rad-qcr-frozen", 88, 200, test=[40, 45, 52, 99], val=[60, 65, 64, 99])
+    reported_run(tmp_path, "vqa_rad-qcr", 1, 200, test=[50, 56], val=[70, 71])  # stopped after 2
+    reported_run(tmp_path, "vqa_rad-qcr-frozen", 1, 200, test=[44, 47, 99], val=[61, 60, 99])
+    reported_run(tmp_path, "vqa_rad-qcr-all-train", 88, 200, test=[51, 62, 60], val=None)  # no validation split
+    archived_run(tmp_path, "vqa_rad-qcr-maml-unloaded", 88, 200, test=[1, 2], val=[1, 2],
+                 protocols=("mevf-legacy",))  # no result of its row's protocols: reported nowhere
     table = reproduce.matched_ablation_table(tmp_path)
     frozen = table[table["variant"] == "vqa_rad-qcr-frozen"].set_index("protocol")
     assert list(frozen.index) == ["sound", "pubmedclip-legacy"] and set(frozen["epochs"]) == {"2/3"}  # seeds 1, 88
@@ -126,6 +136,7 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
     all_train = table[table["variant"] == "vqa_rad-qcr-all-train"]  # its row reports pubmedclip-legacy alone
     assert list(all_train["protocol"]) == ["pubmedclip-legacy"] and list(all_train["picked"]) == ["1/1"]
     assert list(all_train["change open / closed / overall"]) == ["+2.0 / +2.0 / +2.0"]
+    assert "vqa_rad-qcr-maml-unloaded" not in set(table["variant"])  # not reported, so in neither table
 
     for seed in (1, 88):  # all finished, all as long: ablation_table compares them, not this table
         for row, epochs in (("vqa_rad-qcr", 2), ("vqa_rad-qcr-frozen", 2)):
@@ -134,7 +145,7 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
             metrics.to_csv(tmp_path / row / f"s{seed}" / "metrics.csv", index=False)
     shutil.rmtree(tmp_path / "vqa_rad-qcr-all-train")
     assert reproduce.matched_ablation_table(tmp_path).empty
-    archived_run(tmp_path, "vqa_rad-qcr-frozen", 2, 3, test=[40, 45, 99], val=[60, 65, 99])  # a longer seed alone
+    reported_run(tmp_path, "vqa_rad-qcr-frozen", 2, 3, test=[40, 45, 99], val=[60, 65, 99])  # a longer seed alone
     assert list(reproduce.matched_ablation_table(tmp_path)["epochs"]) == ["2/2", "2/2"]  # left out of ablation_table
 
 
@@ -165,12 +176,13 @@ def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys)
     finished = archived_run(archive, "vqa_rad-qcr-frozen", 88, 3, test=[40, 45, 52], val=[60, 65, 64])
     for protocol, epoch in (("sound", 1), ("pubmedclip-legacy", 2)):
         (finished / f"results_{protocol}.json").write_text(json.dumps({"epoch": epoch}))
-    archived_run(runs, "vqa_rad-qcr-frozen", 1, 3, test=[40, 45], val=[60, 65])  # still training
+    archived_run(runs, "vqa_rad-qcr-frozen", 1, 200, test=[40, 45], val=[60, 65])  # still training
+    archived_run(runs, "vqa_rad-qcr-frozen", 3, 5, test=[40, 45], val=[60, 65])  # trained with train.epochs=5
     trained = archived_run(runs, "vqa_rad-qcr-frozen", 2, 2, test=[40, 45], val=[60, 65])
     (trained / "results_sound.json").write_text(json.dumps({"epoch": 0}))  # evaluated before its last epoch
 
     def states() -> dict[str, tuple[str, str, str, str]]:
-        frame = reproduce.run_status(runs, archive)
+        frame = reproduce.run_status(runs, tmp_path / "out")
         return {f"{line.row} s{line.seed}": (line.trained, line.archived, line.results, line.next)
                 for line in frame.itertuples()}
 
@@ -178,20 +190,34 @@ def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys)
     assert states() == {
         "vqa_rad-qcr s88": ("-", "2/200", "pubmedclip-legacy none, sound none",
                             f"run vqa_rad-qcr --seeds 88 {where} (starts again: no run directory under {runs})"),
-        "vqa_rad-qcr-frozen s1": ("2/3", "-", "pubmedclip-legacy none, sound none",
+        "vqa_rad-qcr-frozen s1": ("2/200", "-", "pubmedclip-legacy none, sound none",
                                   f"run vqa_rad-qcr-frozen --seeds 1 {where}"),
+        "vqa_rad-qcr-frozen s3": ("2/5", "-", "pubmedclip-legacy none, sound none",
+                                  f"run vqa_rad-qcr-frozen --seeds 3 {where} train.epochs=5"),
         "vqa_rad-qcr-frozen s2": ("2/2", "-", "pubmedclip-legacy none, sound stale",
                                   f"evaluate vqa_rad-qcr-frozen --seeds 2 {where}"),
         "vqa_rad-qcr-frozen s88": ("-", "3/3", "pubmedclip-legacy epoch 2, sound epoch 1", "done"),
     }
     for protocol in ("sound", "pubmedclip-legacy"):
         (trained / f"results_{protocol}.json").write_text(json.dumps({"epoch": 1}))
-    assert states()["vqa_rad-qcr-frozen s2"][2:] == ("pubmedclip-legacy epoch 1, sound epoch 1", f"report {where}")
+    assert states()["vqa_rad-qcr-frozen s2"][2:] == ("pubmedclip-legacy epoch 1, sound epoch 1",
+                                                     f"report {where} --out {tmp_path / 'out'}")
     shutil.copytree(trained, archive / "vqa_rad-qcr-frozen" / "s2")
     assert states()["vqa_rad-qcr-frozen s2"][1:] == ("2/2", "pubmedclip-legacy epoch 1, sound epoch 1", "done")
     assert reproduce.main(["status", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert f"run vqa_rad-qcr-frozen --seeds 1 {where}" in printed and "evaluate" not in printed, printed
+
+
+def test_status_leaves_the_default_folders_out_of_its_commands(reproduce, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = archived_run(reproduce.DEFAULT_RUNS, "vqa_rad-qcr-frozen", 1, 200, test=[40, 45], val=[60, 65])
+    assert list(reproduce.run_status(reproduce.DEFAULT_RUNS, reproduce.DEFAULT_OUT)["next"]) == [
+        "run vqa_rad-qcr-frozen --seeds 1"]
+    for protocol in ("sound", "pubmedclip-legacy"):
+        (run_dir / f"results_{protocol}.json").write_text(json.dumps({"epoch": 1}))
+    (run_dir / "config.yaml").write_text("train: {epochs: 2}\n")
+    assert list(reproduce.run_status(reproduce.DEFAULT_RUNS, reproduce.DEFAULT_OUT)["next"]) == ["report"]
 
 
 def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
@@ -284,17 +310,28 @@ def test_report_keeps_the_archive_when_a_run_is_stale_or_another(reproduce, tmp_
     shutil.rmtree(stale)
     evaluated_run(runs, "vqa_rad-qcr-frozen", 1, 4, picked=3)  # new: archived once the others pass
     evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 4, picked=3)  # train.epochs=4: another run than the archived
-    with pytest.raises(UserError, match=r"s88 is another run than the one archived in .*s88 \(its config differs "
-                                        r"in train.epochs\): report it to another --out"):
+    with pytest.raises(UserError, match=r"s88 is another run than the one archived in .*s88 \(its config differs: "
+                                        r"train.epochs 3 -> 4\): report it to another --out"):
         reproduce.archive(runs, out / "runs")
     assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s88"]
     assert (archived / "results_sound.json").read_text() == kept
 
+    shutil.rmtree(runs / "vqa_rad-qcr-frozen" / "s88")  # trained again from epoch 0, for 2 of its 3 epochs
+    evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 2, picked=1)
+    (runs / "vqa_rad-qcr-frozen" / "s88" / "config.yaml").write_text((archived / "config.yaml").read_text())
+    with pytest.raises(UserError, match=r"s88 has trained 2 epochs, its archived copy .*s88 3: train it on"):
+        reproduce.archive(runs, out / "runs")
+    assert (archived / "results_sound.json").read_text() == kept
+
     archived.rename(archived.with_name(".s88.retired"))  # a report stopped between its two renames
+    (archived.parent / ".s1.partial").mkdir()  # and one stopped while copying
     shutil.rmtree(runs / "vqa_rad-qcr-frozen" / "s88")
     assert reproduce.archive(runs, out / "runs") == 1
     assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s1", "s88"]
     assert (archived / "results_sound.json").read_text() == kept
+    shutil.copytree(archived, archived.with_name(".s88.retired"))  # the new copy complete, the old one left
+    assert reproduce.archive(runs, out / "runs") == 1
+    assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s1", "s88"]
 
 
 def test_update_readme_refuses_a_block_without_its_closer(reproduce, tmp_path: Path) -> None:
@@ -315,7 +352,7 @@ def test_run_refuses_a_malformed_data_location(reproduce, tmp_path: Path, capsys
     with pytest.raises(SystemExit) as stopped:
         reproduce.main(["run", "vqa_rad-qcr-frozen", "--runs", str(tmp_path), "--data", value])
     assert stopped.value.code == 2 and not any(tmp_path.iterdir())
-    assert f"{value!r} is not DATASET=DIR with DATASET one of vqa_rad, slake" in capsys.readouterr().err
+    assert f"{value!r} is not DATASET=DIR (DATASET one of vqa_rad, slake), e.g. vqa_rad=" in capsys.readouterr().err
 
 
 def test_report_without_runs(reproduce, tmp_path: Path) -> None:

@@ -62,5 +62,6 @@ def test_run_identity_ignores_runtime_settings_and_spellings_of_the_same_freeze(
     assert identity("model.freeze_visual=[maml]") == identity("model.freeze_visual=[maml]", "train.threads=1")
     unknown = {"model": {"visual": ["maml"], "freeze_visual": ["clip"]}}  # refused later, by the model's builder
     assert run_identity(unknown) == unknown
+    assert run_identity({"model": {"freeze_visual": 1}}) == {"model": {"freeze_visual": 1}}
     assert identity("model.freeze_visual=[maml]") != base
     assert identity("model.freeze_visual=true", "train.lr=0.01") != base
