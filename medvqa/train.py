@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                            "history": history, "best": best}, last_path)
         write_metrics(history, out)
         print(f"epoch {epoch}: loss {row['train_loss']:.4f} train {row['train_acc']:.2f} "
-              f"val {row.get('val_overall')} test {row['test_overall']} ({row['seconds']:.1f} s)")
+              f"val {row.get('val_overall', '- (no split)')} test {row['test_overall']} ({row['seconds']:.1f} s)")
 
     from medvqa.evaluate import evaluate_run
 
