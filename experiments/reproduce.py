@@ -54,6 +54,7 @@ from medvqa.errors import UserError  # noqa: E402
 from pubmedclip.files import replace_atomic, write_text_atomic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RUNS, DEFAULT_OUT = Path("runs/repro"), Path("experiments/results")
 PROTOCOLS = ("pubmedclip-legacy", "mevf-legacy", "sound")  # evaluation order: results.json ends as sound's
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
 
@@ -106,6 +107,9 @@ ROWS: dict[str, Row] = {
                                      {"pubmedclip-legacy": (76.8, 80.6, 78.3)}, ("data.answer_vocab=train+test",)),
     "slake-qcr-frozen": Row("configs/slake/qcr_frozen.yaml", ("sound", "pubmedclip-legacy")),
 }
+
+
+DATASETS = tuple(dict.fromkeys(row.dataset for row in ROWS.values()))
 
 
 @dataclass(frozen=True)
@@ -471,6 +475,18 @@ def override(key: str, value: Any) -> str:
     return shlex.quote(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
 
 
+def check_replaces(run_dir: Path, target: Path) -> None:
+    """Refuse ``run_dir`` as the new copy of the run archived in ``target``: another config, or fewer epochs."""
+    if changes := config_changes(saved_config(target), saved_config(run_dir)):
+        differences = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+        raise UserError(f"{run_dir} is another run than the one archived in {target} (its config differs: "
+                        f"{differences}): report it to another --out, or delete {target} to replace it")
+    trained, stored = (len(pd.read_csv(d / "metrics.csv")) for d in (run_dir, target))
+    if trained < stored:
+        raise UserError(f"{run_dir} has trained {trained} epochs, its archived copy {target} {stored}: "
+                        f"train it on before reporting it, or delete {target} to go back to {trained}")
+
+
 def archive(runs: Path, archive_dir: Path) -> int:
     """Copy the light files of every evaluated run under ``runs`` into ``archive_dir``; returns how many.
 
@@ -490,17 +506,8 @@ def archive(runs: Path, archive_dir: Path) -> int:
     targets = {run_dir: archive_dir / run_dir.parent.name / run_dir.name
                for run_dir in evaluated_runs(runs)}
     for run_dir, target in targets.items():
-        if not (target / "config.yaml").is_file():
-            continue
-        if changes := config_changes(saved_config(target), saved_config(run_dir)):
-            differences = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
-            raise UserError(f"{run_dir} is another run than the one archived in {target} (its config differs: "
-                            f"{differences}): "
-                            f"report it to another --out, or delete {target} to replace it")
-        trained, stored = (len(pd.read_csv(d / "metrics.csv")) for d in (run_dir, target))
-        if trained < stored:
-            raise UserError(f"{run_dir} has trained {trained} epochs, its archived copy {target} {stored}: "
-                            f"train it on before reporting it, or delete {target} to go back to {trained}")
+        if (target / "config.yaml").is_file():
+            check_replaces(run_dir, target)
     for run_dir, target in targets.items():
         staging, retired = (target.with_name(f".{target.name}.{kind}") for kind in ("partial", "retired"))
         staging.mkdir(parents=True)
@@ -578,12 +585,12 @@ def run_status(runs: Path, out: Path) -> pd.DataFrame:
             results, next_step = [], "not a row of this script (renamed?): rename or delete it"
         else:
             results = [_result_state(source, protocol, metrics) for protocol in ROWS[row].protocols]
-            run = " ".join([f"run {row} --seeds {seed}{where}", *own_overrides(row, int(seed), config)])
-            if trained is None:
-                next_step = (f"{run} (starts again: no run directory under {runs})"
-                             if planned and len(archived) < planned else "done")
-            elif planned and len(trained) < planned:
-                next_step = run
+            if planned and len(metrics) < planned:
+                next_step = " ".join([f"run {row} --seeds {seed}{where}", *own_overrides(row, int(seed), config)])
+                if trained is None:
+                    next_step += f" (starts again: no run directory under {runs})"
+            elif trained is None:
+                next_step = "done"
             elif any(state.endswith(("stale", "none")) for state in results):
                 next_step = f"evaluate {row} --seeds {seed}{where}"
             elif archived is None or len(archived) != len(trained):
@@ -598,7 +605,7 @@ def run_status(runs: Path, out: Path) -> pd.DataFrame:
 
 
 README_OPENER = re.compile(r"<!-- reproduce: (\S+) -->\n")
-README_BLOCK = re.compile(r"(<!-- reproduce: (\S+) -->\n)(?:(?!<!-- reproduce: ).)*?(?=<!-- /reproduce -->)", re.S)
+README_BLOCK = re.compile(rf"({README_OPENER.pattern})(?:(?!<!-- reproduce: ).)*?(?=<!-- /reproduce -->)", re.S)
 
 
 def update_readme(readme: Path, out: Path) -> int:
@@ -639,10 +646,6 @@ def markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
-
-
-DATASETS = tuple(dict.fromkeys(row.dataset for row in ROWS.values()))
-DEFAULT_RUNS, DEFAULT_OUT = Path("runs/repro"), Path("experiments/results")
 
 
 def data_location(text: str) -> tuple[str, str]:
