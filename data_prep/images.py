@@ -12,7 +12,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from medvqa.errors import UserError
+from infra.errors import UserError
 
 RESIZE_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST,
                   "bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}

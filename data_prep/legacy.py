@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medvqa.data.records import VQARecord
-from medvqa.data.text import AnswerVocab
+from data_prep.records import VQARecord
+from data_prep.text import AnswerVocab
 
 
 def _qid(record: VQARecord) -> int | str:

@@ -19,10 +19,10 @@ from data_prep import slake, synthetic, vqa_rad
 from data_prep.images import DEFAULT_IMAGE_SPECS, build_image_caches, parse_specs
 from data_prep.legacy import write_legacy_files
 from data_prep.source import RawDataset
-from medvqa.data.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
-from medvqa.data.records import ANSWER_TYPES, SPLITS, VQARecord
-from medvqa.data.text import ANSWER_SOURCES, AnswerVocab, Dictionary
-from medvqa.errors import UserError
+from data_prep.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
+from data_prep.records import ANSWER_TYPES, SPLITS, VQARecord
+from data_prep.text import ANSWER_SOURCES, AnswerVocab, Dictionary
+from infra.errors import UserError
 
 
 @dataclass

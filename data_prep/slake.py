@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep.source import RawDataset, image_opener, read_json, require_fields, require_list
-from medvqa.data.records import VQARecord, normalize_answer_type
-from medvqa.errors import UserError
+from data_prep.records import VQARecord, normalize_answer_type
+from infra.errors import UserError
 
 SPLIT_FILES = {"train": "train.json", "val": "validate.json", "test": "test.json"}
 FIELDS = ("qid", "img_name", "question", "answer", "answer_type", "q_lang", "content_type")

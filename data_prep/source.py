@@ -9,8 +9,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from medvqa.data.records import VQARecord
-from medvqa.errors import UserError
+from data_prep.records import VQARecord
+from infra.errors import UserError
 
 
 @dataclass

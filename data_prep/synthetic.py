@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from data_prep.source import RawDataset
-from medvqa.data.records import VQARecord
+from data_prep.records import VQARecord
 
 SIZE = 256
 MODALITIES = ("CT", "MRI", "X-Ray")

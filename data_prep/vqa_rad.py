@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep.source import RawDataset, image_opener, read_json, require_fields, require_list, resolve_dir
-from medvqa.data.records import VQARecord, normalize_answer_type
-from medvqa.errors import UserError
+from data_prep.records import VQARecord, normalize_answer_type
+from infra.errors import UserError
 
 RAW_FILE = "VQA_RAD Dataset Public.json"
 RAW_IMAGES = "VQA_RAD Image Folder"

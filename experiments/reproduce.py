@@ -50,8 +50,8 @@ import yaml  # noqa: E402
 from medvqa import evaluate, train  # noqa: E402
 from medvqa.config import frozen_encoders, load_config, run_identity  # noqa: E402
 from medvqa.data import PreparedDataset  # noqa: E402
-from medvqa.errors import UserError  # noqa: E402
-from pubmedclip.files import replace_atomic, write_text_atomic  # noqa: E402
+from infra.errors import UserError  # noqa: E402
+from infra.files import replace_atomic, write_text_atomic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS, DEFAULT_OUT = Path("runs/repro"), Path("experiments/results")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medvqa.data import PreparedDataset, VQARecord, normalize_answer
-from medvqa.errors import UserError
+from infra.errors import UserError
 
 WORDINGS = ("question", "question_rephrase", "question_frame")
 

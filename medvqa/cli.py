@@ -12,17 +12,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from medvqa.errors import UserError
-from pubmedclip.files import write_text_atomic
+from infra.cli import Parser, run_command
+from infra.files import write_text_atomic
 
 DATA_ROOT_HINT = "../shared/data"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as a one-line UserError instead of a usage dump."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message} (see --help)")
 
 
 def format_summary(summary: dict) -> str:
@@ -149,19 +142,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: medvqa {{{','.join(COMMANDS)}}} ...  (medvqa COMMAND --help for details)")
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"error: unknown command {command!r}: choose from {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
-    try:
-        return COMMANDS[command](rest)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command("medvqa", COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from medvqa.errors import UserError
-from pubmedclip.files import write_text_atomic
-from pubmedclip.yaml_config import build, load_dataclass, read_yaml_mapping
+from infra.errors import UserError
+from infra.files import write_text_atomic
+from infra.config import build, load_dataclass, read_yaml_mapping
 
 PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
 # Settings that say where and how fast a run goes, not what it learns: changing them between the

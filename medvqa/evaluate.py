@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from medvqa.config import read_run_config
-from medvqa.errors import UserError
+from infra.cli import Parser
+from infra.errors import UserError
 from medvqa.experiment import build_experiment, build_type_classifier, predict, predict_open
 from medvqa.metrics import prediction_frame, summarize
-from pubmedclip.files import write_text_atomic
+from infra.files import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="medvqa evaluate", description=__doc__.splitlines()[0])
+    parser = Parser(prog="medvqa evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, action="append", required=True,
                         help="run directory (repeat for mean and std over runs)")
     parser.add_argument("--protocol", default="sound", choices=list(PROTOCOLS))

@@ -11,7 +11,7 @@ from torch import Tensor
 from medvqa.batches import SplitTensors, VisualInputs, answer_list, branch_sizes, split_tensors
 from medvqa.config import Config
 from medvqa.data import AnswerVocab, PreparedDataset
-from medvqa.errors import UserError
+from infra.errors import UserError
 from medvqa.models import VQAOutput, create_encoder, create_model, list_models
 from medvqa.models.head import VQAHead
 from medvqa.models.type_classifier import QuestionTypeClassifier

@@ -33,17 +33,18 @@ from tqdm import tqdm
 from medvqa.batches import one_hot
 from medvqa.config import Config, load_config, save_config, run_identity
 from medvqa.data import PreparedDataset
-from medvqa.errors import UserError
+from infra.cli import Parser
+from infra.errors import UserError
 from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, checkpoint_state,
                                encoders_from_files, forward, predict, predict_open)
 from medvqa.metrics import accuracy, prediction_frame
-from pubmedclip.files import torch_save_atomic, write_text_atomic
+from infra.files import torch_save_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="medvqa train", description=__doc__.splitlines()[0])
+    parser = Parser(prog="medvqa train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="YAML config, e.g. configs/vqa_rad/mevf_ban.yaml")
     parser.add_argument("--out", type=Path, required=True, help="run directory (created, or resumed)")
     parser.add_argument("--overwrite", action="store_true", help="discard a run with a different config in --out")

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pubmedclip.errors import UserError
-from pubmedclip.files import torch_save_atomic
+from infra.errors import UserError
+from infra.files import torch_save_atomic
 from pubmedclip.models import (
     LoadedClip,
     arch_config,

@@ -1,35 +1,22 @@
 """Command line: ``pubmedclip finetune | evaluate | encode | export``.
 
-Each subcommand is ``<name>_main(argv) -> int``; input problems print ``error: ...`` and exit with status 2.
+Each subcommand is ``<name>_main(argv) -> int``; input problems print ``error: ...`` and exit with status 2 (``infra.cli``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from pubmedclip.errors import UserError
-from pubmedclip.files import save_npz_atomic, write_text_atomic
-
-
-def _user_errors(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    @functools.wraps(func)
-    def wrapper(argv: list[str] | None = None) -> int:
-        try:
-            return func(argv)
-        except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapper
+from infra.cli import Parser, run_command
+from infra.errors import UserError
+from infra.files import save_npz_atomic, write_text_atomic
 
 
 def _write_json(payload: dict, out: str | None) -> None:
@@ -68,12 +55,11 @@ def _encoder(args: argparse.Namespace):
     )
 
 
-@_user_errors
 def finetune_main(argv: list[str] | None = None) -> int:
     from pubmedclip.config import load_config
     from pubmedclip.finetune import finetune
 
-    parser = argparse.ArgumentParser(prog="pubmedclip finetune", description="Contrastive fine-tuning of CLIP.")
+    parser = Parser(prog="pubmedclip finetune", description="Contrastive fine-tuning of CLIP.")
     parser.add_argument("--config", required=True, help="YAML config (sections model, data, train)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=5e-6")
     parser.add_argument("--out", help="run directory (default runs/pubmedclip/<config name>)")
@@ -90,12 +76,11 @@ def finetune_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@_user_errors
 def evaluate_main(argv: list[str] | None = None) -> int:
     from pubmedclip import evaluate
     from pubmedclip.data import read_labelled
 
-    parser = argparse.ArgumentParser(prog="pubmedclip evaluate", description="Retrieval, zero-shot, linear probe.")
+    parser = Parser(prog="pubmedclip evaluate", description="Retrieval, zero-shot, linear probe.")
     _runtime_args(parser)
     parser.add_argument("--task", default="retrieval", choices=("retrieval", "zeroshot", "linear-probe"))
     parser.add_argument("--data", required=True, help="pairs (retrieval) or labelled images / SLAKE folder")
@@ -129,11 +114,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@_user_errors
 def encode_main(argv: list[str] | None = None) -> int:
     from pubmedclip.encoder import list_images
 
-    parser = argparse.ArgumentParser(prog="pubmedclip encode", description="Embed every image of a folder.")
+    parser = Parser(prog="pubmedclip encode", description="Embed every image of a folder.")
     _runtime_args(parser)
     parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
     parser.add_argument("--out", required=True, help="output .npz with arrays embeddings (N x D) and names")
@@ -158,11 +142,10 @@ def encode_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@_user_errors
 def export_main(argv: list[str] | None = None) -> int:
     from pubmedclip.checkpoints import export_pubmedclip, load_clip
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pubmedclip export", description="Write a PubMedCLIP-compatible .pth (OpenAI CLIP key names)."
     )
     parser.add_argument("--checkpoint", required=True)
@@ -180,11 +163,7 @@ COMMANDS = {"finetune": finetune_main, "evaluate": evaluate_main, "encode": enco
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: pubmedclip {{{'|'.join(COMMANDS)}}} [--help]", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    return run_command("pubmedclip", COMMANDS, argv)
 
 
 if __name__ == "__main__":

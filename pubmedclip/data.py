@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 from pubmedclip.models import token_lengths
 
 IMAGE_COLUMNS = ("image", "filepath", "image_path", "path", "file", "name")

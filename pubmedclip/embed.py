@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from pubmedclip.checkpoints import checkpoint_hash, load_clip
 from pubmedclip.data import IMAGE_SUFFIXES, ImageDataset, collate
 from pubmedclip.embed import autocast, embed_batches
-from pubmedclip.errors import UserError
-from pubmedclip.files import save_npz_atomic, write_text_atomic
+from infra.errors import UserError
+from infra.files import save_npz_atomic, write_text_atomic
 from pubmedclip.models import LoadedClip, image_transform
 
 

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pubmedclip.data import DataSummary, LabelledImage, tokenize_captions
 from pubmedclip.encoder import ImageEncoder
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 from pubmedclip.finetune import evaluate_pairs, load_pairs
 from pubmedclip.metrics import classification_metrics
 

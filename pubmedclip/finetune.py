@@ -40,8 +40,8 @@ from pubmedclip.data import (
 )
 from pubmedclip.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from pubmedclip.embed import autocast, embed_batches
-from pubmedclip.errors import UserError
-from pubmedclip.files import torch_save_atomic, write_text_atomic
+from infra.errors import UserError
+from infra.files import torch_save_atomic, write_text_atomic
 from pubmedclip.loss import clip_loss
 from pubmedclip.metrics import retrieval_metrics
 from pubmedclip.models import LoadedClip, image_transform

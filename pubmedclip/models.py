@@ -23,7 +23,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 
 ALIASES = {"ViT-B/32": "ViT-B-32-quickgelu", "RN50": "RN50-quickgelu", "RN50x4": "RN50x4-quickgelu"}
 open_clip.add_model_config(Path(__file__).parent / "model_configs")

@@ -12,7 +12,7 @@ import yaml
 
 from medvqa import train
 from medvqa.config import load_config
-from medvqa.errors import UserError
+from infra.errors import UserError
 from medvqa.cli import main as medvqa_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pubmedclip.files import write_text_atomic
+from infra.files import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

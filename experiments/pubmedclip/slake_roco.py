@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pubmedclip.files import write_text_atomic
+from infra.files import write_text_atomic
 
 MODALITY = {"CT": "a computed tomography scan", "MRI": "a magnetic resonance image", "X-Ray": "an x-ray"}
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}

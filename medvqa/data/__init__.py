@@ -1,6 +1,6 @@
 """Records, vocabularies, embeddings and prepared datasets."""
 from medvqa.data.prepared import PreparedDataset
-from medvqa.data.records import VQARecord
-from medvqa.data.text import AnswerVocab, Dictionary, normalize_answer, tokenize
+from data_prep.records import VQARecord
+from data_prep.text import AnswerVocab, Dictionary, normalize_answer, tokenize
 
 __all__ = ["AnswerVocab", "Dictionary", "PreparedDataset", "VQARecord", "normalize_answer", "tokenize"]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medvqa.data.records import SPLITS, VQARecord
-from medvqa.data.text import ANSWER_SOURCES, AnswerVocab, Dictionary
-from medvqa.errors import UserError
+from data_prep.records import SPLITS, VQARecord
+from data_prep.text import ANSWER_SOURCES, AnswerVocab, Dictionary
+from infra.errors import UserError
 
 REQUIRED_FILES = ("summary.json", "records.jsonl", "dictionary.json", "answers.json", "embeddings.npz",
                   "images/manifest.json")

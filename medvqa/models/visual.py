@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from medvqa.models.registry import Registry
-from pubmedclip.files import torch_save_atomic
+from infra.files import torch_save_atomic
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from PIL import Image
 from data_prep.images import image_spec, render
 import medvqa.train
 from medvqa.cli import main as cli_main
-from medvqa.errors import UserError
+from infra.errors import UserError
 from medvqa.evaluate import main as evaluate_main
 from medvqa.models import create_encoder
 from medvqa.models.clip import CLIPEncoder

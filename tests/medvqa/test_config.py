@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from medvqa.config import load_config, run_identity
-from medvqa.errors import UserError
+from infra.errors import UserError
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 CONFIGS = sorted(p for d in ("vqa_rad", "slake", "synthetic") for p in (CONFIG_ROOT / d).glob("*.yaml"))

@@ -11,7 +11,7 @@ import torch
 import medvqa.train as train_module
 from medvqa.cli import main as cli_main
 from medvqa.data import PreparedDataset, normalize_answer
-from medvqa.errors import UserError
+from infra.errors import UserError
 from medvqa.evaluate import main as evaluate_main
 from medvqa.train import main as train_main
 

@@ -10,7 +10,7 @@ import torch
 from clip_testutils import close, embeddings, oracle_model
 
 from pubmedclip.checkpoints import export_pubmedclip, load_clip
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 from pubmedclip.models import LoadedClip, random_clip
 
 

@@ -23,7 +23,7 @@ from pubmedclip.data import (
     roco_retrieval_subset,
     tokenize_captions,
 )
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 from pubmedclip.metrics import retrieval_metrics
 from pubmedclip.models import arch_config, image_transform, make_tokenizer
 

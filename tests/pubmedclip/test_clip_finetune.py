@@ -19,7 +19,7 @@ from pubmedclip import finetune as finetune_module
 from pubmedclip.checkpoints import load_clip
 from pubmedclip.cli import main
 from pubmedclip.config import load_config
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 
 HERE = Path(__file__).parent
 

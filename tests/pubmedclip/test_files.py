@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pubmedclip.files import replace_atomic, save_npz_atomic, torch_save_atomic, write_text_atomic
+from infra.files import replace_atomic, save_npz_atomic, torch_save_atomic, write_text_atomic
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from medvqa.cli import main
 from medvqa.data import PreparedDataset
-from medvqa.errors import UserError
+from infra.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from data_prep.prepare import hold_out_validation
-from medvqa.data.records import VQARecord, normalize_answer_type
-from medvqa.data.text import AnswerVocab, Dictionary, normalize_answer, tokenize
+from data_prep.records import VQARecord, normalize_answer_type
+from data_prep.text import AnswerVocab, Dictionary, normalize_answer, tokenize
 
 
 def _record(qid: str, answer: str, raw_type: str = "CLOSED", split: str = "train") -> VQARecord:

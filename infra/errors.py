@@ -1,4 +1,4 @@
-"""The one exception type the command line turns into a one-line ``error: ...`` message."""
+"""The one exception type the command lines turn into a one-line ``error: ...`` message and exit status 2."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from pubmedclip.errors import UserError
+from infra.errors import UserError
 
 T = TypeVar("T")
 

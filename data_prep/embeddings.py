@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from medvqa.data.text import Dictionary, tokenize
-from medvqa.errors import UserError
+from data_prep.text import Dictionary, tokenize
+from infra.errors import UserError
 
 GLOVE_DIM = 300
 TFIDF_WEIGHTINGS = ("published", "corrected")

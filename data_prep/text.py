@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from medvqa.data.records import VQARecord
+from data_prep.records import VQARecord
 
 MAX_QUESTION_LENGTH = 12
 UNKNOWN_TOKEN = "<unk>"
