@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (install + main job on built-in data) and `make test`.
+# Two entry points: `make demo` (install + main job on built-in data) and `make test` (lint, then tests).
 PYTHON ?= python3
 VENV ?= .venv
 # Pinned here because these wheels are on local disk on the development machines;
@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: install demo test
+.PHONY: install demo lint test
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -18,5 +18,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/medvqa demo --out runs/demo
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -q

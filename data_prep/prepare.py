@@ -9,30 +9,40 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from data_prep import slake, synthetic, vqa_rad
+from data_prep import synthetic
+from data_prep.datasets import DATASETS, facts
+from data_prep.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
 from data_prep.images import DEFAULT_IMAGE_SPECS, build_image_caches, parse_specs
 from data_prep.legacy import write_legacy_files
-from data_prep.source import RawDataset
-from data_prep.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
 from data_prep.records import ANSWER_TYPES, SPLITS, VQARecord
+from data_prep.source import RawDataset
 from data_prep.text import ANSWER_SOURCES, AnswerVocab, Dictionary
 from infra.errors import UserError
+from infra.files import link_atomic
+
+# visual encoder -> the file of its published MEVF weights
+ENCODER_WEIGHTS = {"maml": "pretrained_maml.weights", "cdae": "pretrained_ae.pth"}
+WEIGHTS_DIR = "weights"
 
 
 @dataclass
 class PrepareOptions:
-    """Everything ``medvqa prepare`` can set; defaults are the sound choices."""
+    """Everything ``medvqa prepare`` can set for any dataset; defaults are the sound choices.
+
+    ``dataset_options``: the dataset's own options, an instance of its registered options dataclass or a
+    mapping of its fields (None: its defaults). ``encoder_weights``: a folder holding the MEVF weight
+    files (``ENCODER_WEIGHTS``) to carry; without it, the folder the dataset was read from is looked in.
+    """
 
     source: Path | None = None
     glove: Path | None = None
-    language: str = "en"  # SLAKE q_lang, or "all"
-    layout: str = "auto"  # VQA-RAD: auto / split / raw
     answers_from: str = "train"
     unknown: str = "token"  # or "last-word" (published)
     image_specs: list[str] = field(default_factory=lambda: list(DEFAULT_IMAGE_SPECS))
@@ -41,23 +51,44 @@ class PrepareOptions:
     val_seed: int = 0
     legacy_files: bool = False
     overwrite: bool = False
-    synthetic_images: int = 240
-    synthetic_seed: int = 0
+    encoder_weights: Path | None = None
+    dataset_options: Mapping[str, Any] | Any | None = None
 
 
-READERS: dict[str, Callable[[PrepareOptions], RawDataset]] = {
-    "vqa-rad": lambda o: vqa_rad.read(_source(o), o.layout),
-    "slake": lambda o: slake.read(_source(o), o.language),
-    "synthetic": lambda o: synthetic.generate(o.synthetic_images, o.synthetic_seed),
-}
+def dataset_settings(dataset: str, values: Mapping[str, Any] | Any | None) -> Any:
+    """``values`` (an instance of the dataset's options dataclass, a mapping of its fields, or None for
+    the defaults) as an instance of that dataclass."""
+    kind = DATASETS.entry(dataset).settings
+    if isinstance(values, kind):
+        return values
+    if dataclasses.is_dataclass(values):
+        raise UserError(f"dataset {dataset!r} takes {kind.__name__}, got {type(values).__name__}")
+    return DATASETS.settings(dataset, values, where=f"options of dataset {dataset!r}")
 
 
-def _source(options: PrepareOptions) -> Path:
-    if options.source is None:
-        raise UserError("--source PATH is required for this dataset")
-    if not options.source.exists():
-        raise UserError(f"source not found: {options.source}")
-    return options.source
+def read_dataset(dataset: str, settings: Any, source: Path | None) -> RawDataset:
+    """The registered reader of ``dataset`` run on ``source`` with ``settings`` (see ``dataset_settings``)."""
+    raw = DATASETS.create(dataset, settings, source=source)
+    expected = facts(dataset).prepared_name
+    if raw.name != expected:
+        raise UserError(f"dataset {dataset!r}: its reader names the data {raw.name!r}, registered as {expected!r}")
+    return raw
+
+
+def encoder_weight_files(options: PrepareOptions, raw: RawDataset) -> dict[str, Path]:
+    """The MEVF weight files present in ``options.encoder_weights``, else in the folder the dataset was read from."""
+    if options.encoder_weights is not None:
+        folder = options.encoder_weights
+        if not folder.is_dir():
+            raise UserError(f"--encoder-weights {folder}: folder not found")
+    elif options.source is not None:
+        folder = Path(raw.source)
+    else:
+        return {}
+    found = {name: folder / file for name, file in ENCODER_WEIGHTS.items() if (folder / file).is_file()}
+    if options.encoder_weights is not None and not found:
+        raise UserError(f"--encoder-weights {folder}: holds none of {', '.join(ENCODER_WEIGHTS.values())}")
+    return found
 
 
 def hold_out_validation(records: list[VQARecord], fraction: float, seed: int) -> list[VQARecord]:
@@ -111,15 +142,15 @@ def _publish(staging: Path, out: Path) -> None:
 
 def prepare(dataset: str, out: Path, options: PrepareOptions) -> dict:
     """Read ``dataset``, build vocabularies, embeddings and image caches, write ``out``; return the summary."""
-    if dataset not in READERS:
-        raise UserError(f"unknown dataset {dataset!r}: choose from {', '.join(READERS)}")
+    settings = dataset_settings(dataset, options.dataset_options)
     if options.answers_from not in ANSWER_SOURCES:
         raise UserError(f"unknown answer source {options.answers_from!r}: choose from {', '.join(ANSWER_SOURCES)}")
     specs = parse_specs(options.image_specs)
     _check_output(out, options.overwrite)
     started = time.perf_counter()
 
-    raw = READERS[dataset](options)
+    raw = read_dataset(dataset, settings, options.source)
+    weights = encoder_weight_files(options, raw)
     records = raw.records
     val_held_out = not any(r.split == "val" for r in records)
     if val_held_out:
@@ -168,11 +199,15 @@ def prepare(dataset: str, out: Path, options: PrepareOptions) -> dict:
             synthetic.write_caption_set(raw, image_ids, staging / "captions")
         if options.legacy_files:
             write_legacy_files(staging / "legacy", words, glove, official_train, test, image_ids)
+        if weights:
+            (staging / WEIGHTS_DIR).mkdir()
+            for file in weights.values():
+                link_atomic(file, staging / WEIGHTS_DIR / file.name)
         summary = {
-            "dataset": raw.name, "source": raw.source, "language": options.language if dataset == "slake" else None,
+            "dataset": raw.name, "source": raw.source, "language": getattr(settings, "language", None),
             "val_held_out_of_train": val_held_out,
             "counts": {split: _counts([r for r in records if r.split == split]) for split in SPLITS},
-            "images": len(image_ids), "image_specs": [s.name for s in specs], "square_filter": options.square_filter,
+            "images": len(image_ids), "image_specs": [s.key for s in specs], "square_filter": options.square_filter,
             "dictionary": {"words": len(words), "ntoken": dictionary.ntoken, "unknown": options.unknown,
                            "test_questions_with_unknown_words": sum(dictionary.count_unknown(r.question) > 0 for r in test)},
             "glove": {"file": str(options.glove) if options.glove else None,
@@ -181,6 +216,7 @@ def prepare(dataset: str, out: Path, options: PrepareOptions) -> dict:
                                                          for b in ("all", "closed", "open")}},
             "unanswerable_test": {s: _unanswerable(test, v) for s, v in vocabularies.items()},
             "legacy_files": options.legacy_files,
+            "encoder_weights": {name: f"{WEIGHTS_DIR}/{file.name}" for name, file in weights.items()},
         }
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary["disk_bytes"] = _disk_bytes(staging)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from data_prep.source import RawDataset
 from data_prep.records import VQARecord
+from data_prep.source import RawDataset, option, register_dataset
 
 SIZE = 256
 MODALITIES = ("CT", "MRI", "X-Ray")
@@ -175,6 +175,18 @@ def generate(num_images: int = 240, seed: int = 0, test_fraction: float = 0.2) -
                 modality=scene.modality, raw_answer_type=answer_type))
     return RawDataset("synthetic", records, lambda image_id: Image.fromarray(pixels[image_id]),
                       source=f"built-in synthetic (images={num_images}, seed={seed})", captions=captions)
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    images: int = option(240, "number of images (a fifth of them are test images)", aliases=("--synthetic-images",))
+    seed: int = option(0, "generator seed")
+
+
+@register_dataset("synthetic", SyntheticOptions)
+def generate_from(options: SyntheticOptions, source: Path | None) -> RawDataset:
+    """The built-in dataset needs no ``--source``."""
+    return generate(options.images, options.seed)
 
 
 def write_caption_set(raw: RawDataset, image_ids: list[str], out: Path, val_fraction: float = 0.1) -> None:

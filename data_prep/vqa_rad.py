@@ -1,16 +1,33 @@
 """VQA-RAD readers: the raw release file and the community ``data_RAD`` split folder."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.source import RawDataset, image_opener, read_json, require_fields, require_list, resolve_dir
 from data_prep.records import VQARecord, normalize_answer_type
+from data_prep.source import (
+    RawDataset,
+    image_opener,
+    option,
+    read_json,
+    register_dataset,
+    require_fields,
+    require_list,
+    require_source,
+    resolve_dir,
+)
 from infra.errors import UserError
 
 RAW_FILE = "VQA_RAD Dataset Public.json"
 RAW_IMAGES = "VQA_RAD Image Folder"
 SPLIT_FIELDS = ("qid", "image_name", "question", "answer", "answer_type", "question_type", "phrase_type")
 TEST_PHRASE_TYPES = ("test_freeform", "test_para")
+LAYOUTS = ("auto", "split", "raw")
+
+
+@dataclass(frozen=True)
+class VQARadOptions:
+    layout: str = option("auto", "source layout: the data_RAD split folder, the raw release, or auto", choices=LAYOUTS)
 
 
 def _record(path: Path, index: int, item: dict, split: str, phrase_type: str) -> VQARecord:
@@ -62,6 +79,8 @@ def read_raw_release(root: Path) -> RawDataset:
 
 def read(source: Path, layout: str = "auto") -> RawDataset:
     """Pick the layout: the split folder (``trainset.json``, also found as ``data_RAD/``) or the raw release."""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown VQA-RAD layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     split_root = next((p for p in (source, source / "data_RAD") if (p / "trainset.json").is_file()), None)
     if layout in ("auto", "split") and split_root is not None:
         return read_split_folder(split_root)
@@ -69,3 +88,8 @@ def read(source: Path, layout: str = "auto") -> RawDataset:
         return read_raw_release(source)
     wanted = {"auto": f"trainset.json or '{RAW_FILE}'", "split": "trainset.json", "raw": f"'{RAW_FILE}'"}
     raise UserError(f"{source}: no VQA-RAD {layout} layout found (expected {wanted[layout]})")
+
+
+@register_dataset("vqa-rad", VQARadOptions, published_answer_vocab="train")
+def read_source(options: VQARadOptions, source: Path | None) -> RawDataset:
+    return read(require_source(source), options.layout)

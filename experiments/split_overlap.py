@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from medvqa.data import PreparedDataset, VQARecord, normalize_answer
 from infra.errors import UserError
+from medvqa.data import PreparedDataset, VQARecord, normalize_answer
 
 WORDINGS = ("question", "question_rephrase", "question_frame")
 

@@ -27,7 +27,7 @@ def read_yaml_mapping(path: str | Path, allow_empty: bool = True) -> dict[str, A
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if data is None and allow_empty:
@@ -35,6 +35,46 @@ def read_yaml_mapping(path: str | Path, allow_empty: bool = True) -> dict[str, A
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections at the top level, got {data!r}")
     return data
+
+
+BASE_KEY = "base"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge key by key, ``null`` removes the base's key, any other
+    value replaces it."""
+    merged = dict(base)
+    for key, value in over.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_mapping(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping laid over its ``base:`` file (a path relative to it), if it names one.
+
+    One level only: a base file that names a base of its own is refused, so a variant config always
+    shows everything it differs in, and its base everything else. A key the variant sets to ``null``
+    is removed from the base (``model.encoders: {maml: null}`` when the variant uses no MAML).
+    """
+    path = Path(path)
+    data = read_yaml_mapping(path)
+    base_name = data.pop(BASE_KEY, None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str) or not base_name:
+        raise UserError(f"{path}: {BASE_KEY} must be the path of a config file, got {base_name!r}")
+    base_path = path.parent / base_name
+    if not base_path.is_file():
+        raise UserError(f"{path}: {BASE_KEY} file not found: {base_path}")
+    base = read_yaml_mapping(base_path)
+    if BASE_KEY in base:
+        raise UserError(f"{base_path}: a base config cannot name a {BASE_KEY} of its own (one level of inclusion)")
+    return _merge(base, data)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -61,6 +101,8 @@ def build(kind: Any, value: Any, where: str, key: str = "", choices: Mapping[str
     ``choices`` maps dotted keys to their allowed values. Conversions: int to float, numeric strings
     to float (YAML 1.1 reads ``1e-5`` as a string), ``None`` to ``""`` for a plain ``str``.
     """
+    if kind is Any:  # checked later by whoever reads it (a registered head's or encoder's own settings)
+        return value
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     name = key or "the top level"
     if dataclasses.is_dataclass(kind):
@@ -122,7 +164,7 @@ def _convert(kind: Any, value: Any) -> Any:
 def load_dataclass(kind: type[T], path: str | Path | None, overrides: typing.Sequence[str] = (),
                    choices: Mapping[str, tuple] = {}) -> T:
     """Read a YAML config (``None``: the defaults of ``kind``), apply overrides, validate into ``kind``."""
-    data = read_yaml_mapping(path) if path is not None else {}
+    data = read_config_mapping(path) if path is not None else {}
     for override in overrides:
         apply_override(data, override)
     where = str(path) if path is not None else "config"

@@ -1,10 +1,37 @@
-"""Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of one."""
+"""Text files as common editors write them, and atomic writes: a reader (or a crash) sees the old
+file or the new one, never half of one."""
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from infra.errors import UserError
+
+# byte-order mark -> the codec of the bytes after it
+BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+
+
+def read_text(path: str | Path) -> str:
+    """A text file: UTF-8 with or without a byte-order mark, or UTF-16 with one; Windows line ends
+    (CRLF) become LF. Missing files and undecodable bytes are a one-line ``UserError`` naming the file
+    (and the byte offset)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    mark, encoding = next(((m, e) for m, e in BYTE_ORDER_MARKS if data.startswith(m)), (b"", "utf-8"))
+    try:
+        text = data[len(mark):].decode(encoding)
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not {encoding.upper()} text: undecodable byte at offset "
+                        f"{len(mark) + error.start} (save it as UTF-8)") from None
+    return text.replace("\r\n", "\n")
 
 
 def replace_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -43,3 +70,21 @@ def torch_save_atomic(obj: Any, path: str | Path) -> Path:
     import torch  # imported here so the text writers stay cheap to import
 
     return replace_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def link_atomic(source: str | Path, path: str | Path) -> Path:
+    """Make ``path`` name the file ``source`` atomically: a hard link, or a copy where links are not possible."""
+    import shutil
+
+    source, path = Path(source), Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

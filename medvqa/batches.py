@@ -12,20 +12,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from data_prep.input_spec import InputSpec
+from infra.feature_cache import FeatureCache
 from medvqa.data import AnswerVocab, Dictionary, PreparedDataset, VQARecord
-from medvqa.models.visual import FeatureCache, InputSpec, VisualEncoder, calibrate_batchnorm, images_to_tensor
+from medvqa.models.visual import VisualEncoder, calibrate_batchnorm, frozen_features, images_to_tensor
 
 
 def answer_list(vocab: AnswerVocab, branches: list[tuple[str, int]]) -> list[str]:
     """The answer string at each logit position of a head with ``branches``."""
     return [answer for name, _ in branches for answer in getattr(vocab, name)]
-
-
-def branch_sizes(vocab: AnswerVocab, model_name: str) -> dict[str, int]:
-    """Answer-set sizes a model builder needs."""
-    if model_name == "qcr":
-        return {"num_closed": len(vocab.closed), "num_open": len(vocab.open)}
-    return {"num_answers": len(vocab.all)}
 
 
 @dataclass
@@ -103,14 +98,15 @@ class VisualInputs:
         self.features: dict[str, Tensor] = {}  # frozen encoder name -> [N_images, D]
         ids = ds.image_ids
         rows = {image_id: i for i, image_id in enumerate(ids)}
+        cache = FeatureCache(cache_dir)
         for name, encoder in encoders.items():
             spec = encoder.input_spec
             if encoder.trainable:
                 continue
             if calibration_rows is not None and encoder.calibrate_norms:  # from the training images
                 calibrate_batchnorm(encoder, images_of(spec)[calibration_rows])
-            self.features[name] = FeatureCache(cache_dir).features(  # all cached: no image is converted
-                encoder, ids, lambda chunk, spec=spec: images_of(spec)[[rows[i] for i in chunk]],
+            self.features[name] = frozen_features(  # all cached: no image is converted
+                encoder, cache, ids, lambda chunk, spec=spec: images_of(spec)[[rows[i] for i in chunk]],
                 ds.digest(f"images:{spec.key}"))
         self.images = {e.input_spec.key: images_of(e.input_spec) for e in encoders.values() if e.trainable}
 

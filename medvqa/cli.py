@@ -6,9 +6,11 @@ printed here as one line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,21 +39,55 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def prepare_main(argv: list[str] | None = None) -> int:
-    """``medvqa prepare {vqa-rad,slake,synthetic} --source PATH --out DIR``."""
-    from data_prep.images import DEFAULT_IMAGE_SPECS, RESIZE_FILTERS
-    from data_prep.prepare import READERS, PrepareOptions, prepare
+def _add_dataset_flags(parser: argparse.ArgumentParser, dataset: str) -> dict[str, str]:
+    """One flag per field of ``dataset``'s registered options dataclass; returns argparse dest -> field."""
+    from data_prep.datasets import DATASETS
 
-    parser = Parser(prog="medvqa prepare", description="Validate a raw dataset and write a prepared directory.")
-    parser.add_argument("dataset", help=f"one of: {', '.join(READERS)}")
+    options = DATASETS.entry(dataset).settings
+    hints = typing.get_type_hints(options)
+    group = parser.add_argument_group(f"{dataset} options")
+    dests = {}
+    for spec in dataclasses.fields(options):
+        kind, meta = hints[spec.name], spec.metadata
+        flags = [f"--{spec.name.replace('_', '-')}", *meta.get("aliases", ())]
+        if kind is bool:
+            convert: dict = {"action": argparse.BooleanOptionalAction}
+        elif kind in (str, int, float, Path):
+            convert = {"type": kind, "metavar": None if meta.get("choices") else spec.name.upper()}
+        else:
+            raise TypeError(f"dataset {dataset!r}: option {spec.name} is a {kind}, not str, int, float, Path or bool")
+        dest = f"dataset_{spec.name}"
+        group.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, choices=meta.get("choices") or None,
+                           help=f"{meta.get('help', '')} (default: {spec.default})", **convert)
+        dests[dest] = spec.name
+    return dests
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    """``medvqa prepare DATASET --source PATH --out DIR [options]``; ``DATASET --help`` lists its own options."""
+    from data_prep.datasets import DATASETS
+    from data_prep.images import DEFAULT_IMAGE_SPECS, RESIZE_FILTERS
+    from data_prep.prepare import PrepareOptions, prepare
+    from infra.plugins import import_plugins
+
+    first = Parser(add_help=False)  # the dataset and the plug-ins that may register it decide the other flags
+    first.add_argument("dataset", nargs="?")
+    first.add_argument("--plugin", action="append", default=[])
+    known, _ = first.parse_known_args(argv)
+    import_plugins(known.plugin, where="--plugin")
+
+    parser = Parser(prog="medvqa prepare", description="Validate a raw dataset and write a prepared directory "
+                                                       "(medvqa prepare DATASET --help adds the dataset's options).")
+    parser.add_argument("dataset", help=f"one of: {', '.join(DATASETS.names())}")
     parser.add_argument("--source", type=Path, help="raw download (VQA-RAD: data_RAD/ or the release folder; "
                                                     "SLAKE: Slake1.0/)")
     parser.add_argument("--out", type=Path, required=True, help="prepared directory to create")
+    parser.add_argument("--plugin", action="append", default=[],
+                        help="module or .py file that registers a dataset (repeatable)")
     parser.add_argument("--glove", type=Path, help="glove.6B.300d.txt or an .npz with words/vectors")
     parser.add_argument("--legacy-files", action="store_true", help="also write the published MEVF/QCR file set")
-    parser.add_argument("--language", default="en", help="SLAKE q_lang to keep: en, zh or all")
-    parser.add_argument("--layout", default="auto", choices=["auto", "split", "raw"], help="VQA-RAD source layout")
-    parser.add_argument("--answers-from", default="train", help="answer vocabulary source: train, train+val, train+test")
+    parser.add_argument("--answers-from", default="train",
+                        help="answer vocabulary source: train, train+val, train+test")
     parser.add_argument("--unknown", default="token", choices=["token", "last-word"],
                         help="unknown question words: explicit <unk> token, or the published last-word mapping")
     parser.add_argument("--image-specs", default=",".join(DEFAULT_IMAGE_SPECS),
@@ -60,16 +96,19 @@ def prepare_main(argv: list[str] | None = None) -> int:
                         help="filter of the square gray caches (Pillow>=7 default bicubic; Pillow 6 used nearest)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out validation part of train")
     parser.add_argument("--val-seed", type=int, default=0)
-    parser.add_argument("--synthetic-images", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=0, help="synthetic dataset seed")
+    parser.add_argument("--encoder-weights", type=Path, metavar="DIR",
+                        help="folder holding the MEVF pretrained_maml.weights / pretrained_ae.pth to carry "
+                             "(default: the folder read, where it holds them)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    own = _add_dataset_flags(parser, known.dataset) if known.dataset in DATASETS.names() else {}
     args = parser.parse_args(argv)
+    values = {name: getattr(args, dest) for dest, name in own.items() if hasattr(args, dest)}
     options = PrepareOptions(
-        source=args.source, glove=args.glove, language=args.language, layout=args.layout,
-        answers_from=args.answers_from, unknown=args.unknown,
+        source=args.source, glove=args.glove, answers_from=args.answers_from, unknown=args.unknown,
         image_specs=[s for s in args.image_specs.split(",") if s], square_filter=args.resize_filter,
         val_fraction=args.val_fraction, val_seed=args.val_seed, legacy_files=args.legacy_files,
-        overwrite=args.overwrite, synthetic_images=args.synthetic_images, synthetic_seed=args.seed)
+        overwrite=args.overwrite, encoder_weights=args.encoder_weights,
+        dataset_options=DATASETS.settings(args.dataset, values, where="medvqa prepare"))
     summary = prepare(args.dataset, args.out, options)
     print(format_summary(summary))
     print(f"wrote {args.out}")
@@ -77,8 +116,7 @@ def prepare_main(argv: list[str] | None = None) -> int:
 
 
 DEMO_CONFIG = {
-    "model": {"name": "mevf_ban", "visual": ["maml", "cdae"], "weights": {}, "freeze_visual": True,
-              "hidden_dim": 128},
+    "model": {"name": "mevf_ban", "visual": ["maml", "cdae"], "freeze_visual": True, "head": {"hidden_dim": 128}},
     "train": {"epochs": 12, "batch_size": 32, "lr": 0.005, "warmup": [], "decay_epochs": [], "seed": 0},
 }
 

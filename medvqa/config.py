@@ -12,11 +12,15 @@ from typing import Any
 
 import yaml
 
+from data_prep.prepare import ENCODER_WEIGHTS
+from infra.config import apply_override, build, read_config_mapping, read_yaml_mapping
 from infra.errors import UserError
 from infra.files import write_text_atomic
-from infra.config import build, load_dataclass, read_yaml_mapping
+from infra.plugins import import_plugins, resolve_plugins
+from infra.runs import without
+from medvqa.models import ENCODERS, HEADS, list_heads
+from medvqa.models.visual import PREPARED_WEIGHTS, frozen_encoders
 
-PUBLISHED_RAD = "../shared/data/vqa_rad/data_RAD"
 # Settings that say where and how fast a run goes, not what it learns: changing them between the
 # sessions of one run (resuming on another machine, another device) is not a different run. Where
 # the data lives is one of them: checkpoints record digests of the data's content instead.
@@ -34,19 +38,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mevf_ban"  # a registered model: mevf_ban, mevf_san, qcr
-    visual: list[str] = field(default_factory=lambda: ["maml", "cdae"])  # registered visual encoders
-    weights: dict[str, str] = field(default_factory=lambda: {
-        "maml": f"{PUBLISHED_RAD}/pretrained_maml.weights", "cdae": f"{PUBLISHED_RAD}/pretrained_ae.pth"})
+    name: str = "mevf_ban"  # a registered VQA head: mevf_ban, mevf_san, qcr or a user's own
+    visual: list[str] = field(default_factory=lambda: ["maml", "cdae"])  # registered visual encoders, in order
     freeze_visual: bool | list[str] = False  # true: every encoder, or the names of some; frozen encoders'
     # features are computed once and cached on disk (PubMedCLIP: [clip], the CDAE fine-tuned)
-    rnn: str = "LSTM"
-    hidden_dim: int = 1024
-    glimpses: int = 2
-    tfidf: bool = True
-    dropout: float = 0.5
-    reconstruction_weight: float = 0.001  # CDAE reconstruction MSE weight
-    loss_reduction: str = "instance"  # BCE "instance" (sum over answers / batch) or "mean"
+    head: dict[str, Any] = field(default_factory=dict)  # the head's own settings; omitted ones take its defaults
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # per encoder of ``visual``, its settings
 
 
 @dataclass
@@ -71,13 +68,15 @@ class TrainConfig:
 
 @dataclass
 class TypeClassifierConfig:
-    epochs: int = 0  # 0: no question-type classifier (QCR needs one to route at evaluation)
+    epochs: int = 0  # 0: no question-type classifier (heads routed by type need one at evaluation)
+    hidden_dim: int = 1024  # its GRU (the published classifier: 1024)
     lr: float = 1e-4  # Adam
     batch_size: int = 64
 
 
 @dataclass
 class Config:
+    plugins: list[str] = field(default_factory=list)  # modules or .py files that register heads, encoders, ...
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -87,26 +86,13 @@ class Config:
         return asdict(self)
 
 
-def frozen_encoders(freeze: bool | list[str], names: Sequence[str]) -> list[str]:
-    """The encoders ``model.freeze_visual`` freezes among ``names``: all (true), none (false) or those listed."""
-    if isinstance(freeze, str):
-        raise ValueError(f"freeze_visual {freeze!r}: give true, false or a list of encoder names, e.g. [{freeze}]")
-    frozen = list(names) if freeze is True else list(freeze or ())
-    unknown = [name for name in frozen if name not in names]
-    if unknown:
-        raise ValueError(f"freeze_visual names {unknown}, which are not visual encoders of this model "
-                         f"({', '.join(names)})")
-    return frozen
-
-
 def run_identity(data: dict[str, Any]) -> dict[str, Any]:
     """A config mapping reduced to what the run learns: two configs equal after this train the same run.
 
     ``RUNTIME_KEYS`` are dropped, and ``model.freeze_visual`` is spelled one way, as the sorted names
     of the encoders it freezes (``true`` and a list naming every visual encoder are the same run).
     """
-    identity = {section: {k: v for k, v in values.items() if k not in RUNTIME_KEYS.get(section, ())}
-                if isinstance(values, dict) else values for section, values in data.items()}
+    identity = without(data, RUNTIME_KEYS)
     model = identity.get("model")
     if isinstance(model, dict):
         try:
@@ -117,17 +103,93 @@ def run_identity(data: dict[str, Any]) -> dict[str, Any]:
     return identity
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (``None``: defaults), apply overrides, validate into ``Config``."""
-    return load_dataclass(Config, path, overrides)
+LEGACY_HEAD_KEYS = ("rnn", "hidden_dim", "glimpses", "tfidf", "dropout", "loss_reduction")
+LEGACY_ENCODER_KEYS = {"weights": None, "reconstruction_weight": "cdae"}  # flat key -> the encoder it set
+
+
+def upgrade_run_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A run config saved before heads and encoders owned their settings (``model.rnn``,
+    ``model.weights.maml``, ...), in today's layout; a current one is returned as it is.
+
+    Saved run configs list every setting, so the upgraded config trains exactly the same run: run
+    directories and archived results of earlier versions resume, evaluate and compare as before. A
+    weights path to the published MEVF file of its encoder (``.../pretrained_maml.weights``) becomes
+    ``prepared``, the spelling of today's configs for the same file, which ``medvqa prepare`` carries.
+    """
+    model = data.get("model")
+    if not isinstance(model, dict) or not set(model) & {*LEGACY_HEAD_KEYS, *LEGACY_ENCODER_KEYS}:
+        return data
+    model = dict(model)
+    visual = list(model.get("visual") or [])
+    encoders: dict[str, dict[str, Any]] = {name: {} for name in visual}
+    for name, path in (model.pop("weights", None) or {}).items():
+        if name in encoders:
+            published = path and Path(path).name == ENCODER_WEIGHTS.get(name)
+            encoders[name]["weights"] = PREPARED_WEIGHTS if published else path or ""
+    reconstruction_weight = model.pop("reconstruction_weight", None)
+    if reconstruction_weight is not None and "cdae" in encoders:
+        encoders["cdae"]["reconstruction_weight"] = reconstruction_weight
+    model["head"] = {key: model.pop(key) for key in LEGACY_HEAD_KEYS if key in model}
+    model["encoders"] = {name: settings for name, settings in encoders.items() if settings}
+    return {**data, "model": model}
+
+
+def _refuse_flat_model_keys(data: dict[str, Any], where: str) -> None:
+    """A config written for the flat ``model`` section gets the new spelling of its first such key."""
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    for key in model:
+        if key in LEGACY_HEAD_KEYS:
+            raise UserError(f"{where}: model.{key} is a setting of the head: write it under model.head "
+                            f"(model.head.{key})")
+        if key in LEGACY_ENCODER_KEYS:
+            example = LEGACY_ENCODER_KEYS[key] or "maml"
+            raise UserError(f"{where}: model.{key} is a setting of each visual encoder: write it under "
+                            f"model.encoders (model.encoders.{example}.{key})")
+
+
+def resolve_model(config: Config, where: str) -> Config:
+    """Validate ``model.head`` and ``model.encoders`` against the settings of the registered head and
+    encoders, and spell every setting out (omitted ones take the head's or encoder's own defaults)."""
+    m = config.model
+    if m.name not in list_heads():
+        raise UserError(f"{where}: model.name {m.name!r} is not a VQA head; choose from: {', '.join(list_heads())}")
+    try:
+        frozen_encoders(m.freeze_visual, m.visual)
+    except ValueError as error:
+        raise UserError(f"{where}: model.{error}") from None
+    strays = [name for name in m.encoders if name not in m.visual]
+    if strays:
+        raise UserError(f"{where}: model.encoders.{strays[0]} sets an encoder the model does not use "
+                        f"(model.visual: {', '.join(m.visual)})")
+    m.head = asdict(HEADS.settings(m.name, m.head, where, "model.head"))
+    m.encoders = {name: asdict(ENCODERS.settings(name, m.encoders.get(name), where, f"model.encoders.{name}"))
+                  for name in m.visual}
+    return config
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (``None``: defaults; a ``base:`` file first), apply overrides, validate into
+    ``Config`` with the head's and encoders' own settings spelled out."""
+    data = read_config_mapping(path) if path is not None else {}
+    where = str(path) if path is not None else "config"
+    for override in overrides:
+        apply_override(data, override)
+    where = f"{where} (with overrides)" if overrides else where
+    _refuse_flat_model_keys(data, where)
+    config = build(Config, data, where)
+    config.plugins = resolve_plugins(config.plugins, Path(path).parent if path is not None else None)
+    import_plugins(config.plugins, f"{where}: plugins")
+    return resolve_model(config, where)
 
 
 def read_run_config(run_dir: str | Path) -> Config:
-    """The resolved config saved in a run directory."""
+    """The resolved config saved in a run directory (upgraded from an earlier layout where needed)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    return build(Config, read_yaml_mapping(path, allow_empty=False), str(path))
+    config = build(Config, upgrade_run_config(read_yaml_mapping(path, allow_empty=False)), str(path))
+    import_plugins(config.plugins, f"{path}: plugins")
+    return resolve_model(config, str(path))
 
 
 def save_config(config: Config, path: str | Path) -> None:

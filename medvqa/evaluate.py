@@ -1,49 +1,27 @@
 """Evaluate a training run under a named protocol: ``medvqa evaluate --run RUN_DIR [--protocol NAME]``.
 
-Protocols (see the README for what each means):
-
-- ``sound`` (default): all test QA, the run's answer set, gold answer types, the checkpoint with the
-  best validation accuracy.
-- ``mevf-legacy``: VQA-RAD freeform test QA only, the last epoch (MEVF's own numbers).
-- ``pubmedclip-legacy``: all test QA, the best epoch on the test set; QCR questions are routed by
-  the question-type classifier and open / closed accuracies use the routed counts.
-
+The protocols (``sound``, ``mevf-legacy``, ``pubmedclip-legacy``) are defined in ``medvqa.protocols``.
 Writes ``results.json`` and ``predictions.csv`` (the latest evaluation) and per-protocol copies
 ``results_<protocol>.json`` / ``predictions_<protocol>.csv``. Several ``--run`` give mean and
 standard deviation over them (e.g. seeds).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from medvqa.config import read_run_config
+from data_prep.datasets import published_answer_vocab
 from infra.cli import Parser
 from infra.errors import UserError
+from infra.files import write_text_atomic
+from medvqa.config import read_run_config
 from medvqa.experiment import build_experiment, build_type_classifier, predict, predict_open
 from medvqa.metrics import prediction_frame, summarize
-from infra.files import write_text_atomic
-
-
-@dataclass(frozen=True)
-class Protocol:
-    checkpoint: str  # file under checkpoints/
-    freeform_only: bool  # VQA-RAD: only the 308 freeform test QA
-    routing: str  # "gold": by answer type; "classifier": QCR routed by the type classifier
-    answer_vocab: dict[str, str]  # answer set the published runs used, per dataset (for notes)
-
-
-PROTOCOLS = {
-    "sound": Protocol("best_val", False, "gold", {}),
-    "mevf-legacy": Protocol("last", True, "gold", {"vqa_rad": "train"}),
-    "pubmedclip-legacy": Protocol("best_test", False, "classifier", {"vqa_rad": "train", "slake": "train+test"}),
-}
+from medvqa.protocols import PROTOCOLS, get_protocol
 
 
 def _write_json(data: dict, path: Path) -> None:
@@ -56,9 +34,8 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
 
     ``data_root``: the prepared dataset, where it is not at the run's ``data.root`` (another machine).
     """
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    run_dir, spec = Path(run_dir), PROTOCOLS[protocol]
+    spec = get_protocol(protocol)
+    run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     config.train = dataclasses.replace(config.train, device=device)
     if data_root is not None:
@@ -69,28 +46,31 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
     state = torch.load(path, map_location="cpu", weights_only=True)
     exp = build_experiment(config, state, where=str(path))
     test = exp.splits["test"]
-    if spec.freeform_only:
-        test = test.subset([r.phrase_type == "freeform" for r in test.records])
+    if spec.phrase_types is not None:
+        test = test.subset([r.phrase_type in spec.phrase_types for r in test.records])
+        if not len(test):
+            raise UserError(f"protocol {protocol} keeps the test QA of phrase types {list(spec.phrase_types)}: "
+                            f"{exp.ds.name} has none")
     is_open = torch.tensor([r.answer_type == "OPEN" for r in test.records], dtype=torch.bool)
     router_path = run_dir / "type_classifier.pt"
-    routed = spec.routing == "classifier" and config.model.name == "qcr"
+    routed = spec.routing == "classifier" and exp.model.routed_by_type
     if routed:
         if not router_path.is_file():
-            raise UserError(f"{router_path} not found: protocol {protocol} routes QCR with the type classifier "
-                            "(train with type_classifier.epochs > 0)")
+            raise UserError(f"{router_path} not found: protocol {protocol} routes {config.model.name} with the "
+                            "type classifier (train with type_classifier.epochs > 0)")
         router = build_type_classifier(exp)
         router.load_state_dict(torch.load(router_path, map_location="cpu", weights_only=True)["model"])
         is_open = predict_open(router, test.tokens)
     routes = ["OPEN" if o else "CLOSED" for o in is_open.tolist()]
     frame = prediction_frame(test.records, predict(exp, test, is_open), routes, set(exp.answers))
     notes = []
-    expected_vocab = spec.answer_vocab.get(exp.ds.name)
-    if expected_vocab and expected_vocab != config.data.answer_vocab:
-        notes.append(f"the published runs used answer vocabulary {expected_vocab!r}; this run used "
+    published_vocab = published_answer_vocab(exp.ds.name)
+    if spec.published and published_vocab and published_vocab != config.data.answer_vocab:
+        notes.append(f"the published runs used answer vocabulary {published_vocab!r}; this run used "
                      f"{config.data.answer_vocab!r}")
-    if spec.checkpoint == "best_test":
+    if spec.test_selected:
         notes.append("best epoch chosen on the test set: optimistic, for comparison with published numbers only")
-    if spec.checkpoint == "best_val" and not len(exp.splits["val"]):
+    if spec.selected_by == "val" and not len(exp.splits["val"]):
         notes.append("no validation split (trained on it): the last epoch, not a validation choice")
     results = {"protocol": protocol, "dataset": exp.ds.name, "model": config.model.name,
                "checkpoint": spec.checkpoint, "epoch": state["epoch"], "answer_vocab": config.data.answer_vocab,
@@ -112,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="medvqa evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, action="append", required=True,
                         help="run directory (repeat for mean and std over runs)")
-    parser.add_argument("--protocol", default="sound", choices=list(PROTOCOLS))
+    parser.add_argument("--protocol", default="sound", help=f"one of: {', '.join(PROTOCOLS)}")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     parser.add_argument("--data-root", type=Path, help="prepared dataset, if not at the run's data.root")
     args = parser.parse_args(argv)

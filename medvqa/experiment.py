@@ -4,17 +4,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from medvqa.batches import SplitTensors, VisualInputs, answer_list, branch_sizes, split_tensors
+from infra.errors import UserError
+from medvqa.batches import SplitTensors, VisualInputs, answer_list, split_tensors
 from medvqa.config import Config
 from medvqa.data import AnswerVocab, PreparedDataset
-from infra.errors import UserError
-from medvqa.models import VQAOutput, create_encoder, create_model, list_models
-from medvqa.models.head import VQAHead
-from medvqa.models.type_classifier import QuestionTypeClassifier
+from medvqa.models import QuestionTypeClassifier, VQAHead, VQAOutput, create_encoder, create_head
+from medvqa.models.visual import PREPARED_WEIGHTS, VisualFrontEnd, frozen_encoders
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Experiment:
     splits: dict[str, SplitTensors]  # "train", "val" (may be empty), "test"
     device: torch.device
     data_digests: dict[str, str]  # the digest of each part of the data the run reads; checkpoints keep it
+    encoder_settings: dict[str, dict[str, Any]]  # model.encoders with the weights files resolved
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,21 +44,40 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAHead:
-    """The configured head with GloVe / tf-idf initialised embeddings and the published visual weights."""
+def answer_sizes(vocab: AnswerVocab) -> dict[str, int]:
+    """The size of each answer set a head may score (``VQAHead.branches`` names them)."""
+    return {"all": len(vocab.all), "closed": len(vocab.closed), "open": len(vocab.open)}
+
+
+def encoder_settings(config: Config, ds: PreparedDataset) -> dict[str, dict[str, Any]]:
+    """``model.encoders`` with ``weights: prepared`` resolved to the copy in the prepared data; a named
+    weights file that does not exist is a one-line error."""
+    resolved = {}
+    for name, settings in config.model.encoders.items():
+        settings = dict(settings)
+        weights = settings.get("weights")
+        if weights == PREPARED_WEIGHTS:
+            found = ds.encoder_weights(name)
+            if found is None:
+                raise UserError(f"model.encoders.{name}.weights is '{PREPARED_WEIGHTS}', but {ds.root} holds no "
+                                f"{name} weights: prepare it with --encoder-weights DIR, or give the file")
+            settings["weights"] = str(found)
+        elif weights and not Path(weights).exists():
+            raise UserError(f"model.encoders.{name}.weights: not found: {weights}")
+        resolved[name] = settings
+    return resolved
+
+
+def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab,
+                settings: dict[str, dict[str, Any]]) -> VQAHead:
+    """The configured head with GloVe / tf-idf initialised embeddings; ``settings``: ``encoder_settings``."""
     m = config.model
-    if m.name not in list_models() or m.name == "type_classifier":
-        raise UserError(f"model.name {m.name!r} is not a VQA head; choose from: mevf_ban, mevf_san, qcr")
-    for name in m.visual:
-        path = m.weights.get(name)
-        if path and not Path(path).exists():
-            raise UserError(f"model.weights.{name}: not found: {path}")
     try:
-        model = create_model(
-            m.name, ntoken=ds.dictionary.ntoken, **branch_sizes(vocab, m.name),
-            visual={name: m.weights.get(name) or None for name in m.visual}, freeze_visual=m.freeze_visual,
-            rnn=m.rnn, hidden_dim=m.hidden_dim, glimpses=m.glimpses, tfidf=m.tfidf, dropout=m.dropout,
-            reconstruction_weight=m.reconstruction_weight, loss_reduction=m.loss_reduction)
+        encoders = {name: create_encoder(name, settings[name]) for name in m.visual}
+        for name in frozen_encoders(m.freeze_visual, m.visual):
+            encoders[name].freeze()
+        model = create_head(m.name, m.head, ntoken=ds.dictionary.ntoken, answer_sizes=answer_sizes(vocab),
+                            visual=VisualFrontEnd(encoders))
     except (KeyError, ValueError, OSError) as error:  # OSError: a folder where a weights file belongs
         raise UserError(f"model: {error}") from None
     glove, tfidf_glove = ds.word_embeddings(tfidf=config.data.tfidf)
@@ -65,20 +85,20 @@ def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab) -> VQAH
     return model
 
 
-def encoders_from_files(model: VQAHead, config: Config) -> dict[str, str]:
-    """Frozen encoders that their ``model.weights`` file rebuilds exactly, with their identities (name -> digest).
+def encoders_from_files(model: VQAHead, settings: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Frozen encoders that their weights file rebuilds exactly, with their identities (name -> digest).
 
-    Checkpoints leave their parameters out (a frozen CLIP tower alone is hundreds of MB per file):
-    loading one reads them from the same files again, and the identity proves they are unchanged. An
-    encoder whose parameters the file does not give (a builder that ignores it, a file changed since
-    an older checkpoint was written) keeps them in the checkpoint.
+    ``settings``: the run's resolved encoder settings (``encoder_settings``). Checkpoints leave these
+    encoders' parameters out (a frozen CLIP tower alone is hundreds of MB per file): loading one reads
+    them from the same files again, and the identity proves they are unchanged. An encoder whose
+    parameters the file does not give (a builder that ignores it, a file changed since an older
+    checkpoint was written) keeps them in the checkpoint.
     """
     from_files = {}
     for name, encoder in model.visual.encoders.items():
-        path = config.model.weights.get(name)
-        if encoder.trainable or not path:
+        if encoder.trainable or not settings[name].get("weights"):
             continue
-        rebuilt = dict(create_encoder(name, weights=path).named_parameters())
+        rebuilt = dict(create_encoder(name, settings[name]).named_parameters())
         if all(torch.equal(p.detach().cpu(), rebuilt[key].detach()) for key, p in encoder.named_parameters()):
             from_files[name] = encoder.identity()
     return from_files
@@ -97,8 +117,8 @@ def checkpoint_state(model: VQAHead, from_files: dict[str, str]) -> dict[str, Te
     return {key: value for key, value in model.state_dict().items() if key not in left_out}
 
 
-def load_model_state(model: VQAHead, state: dict, answers: list[str], weights: dict[str, str], where: str) -> None:
-    """Load a checkpoint into ``model`` (built with the encoder ``weights`` files).
+def load_model_state(model: VQAHead, state: dict, answers: list[str], where: str) -> None:
+    """Load a checkpoint into ``model`` (built with the run's encoder weights files).
 
     A different answer set or model, or a weights file that changed since training, is a one-line error.
     """
@@ -121,7 +141,7 @@ def load_model_state(model: VQAHead, state: dict, answers: list[str], weights: d
                         f"unexpected {result.unexpected_keys[:3]}")
     for name, identity in from_files.items():
         if model.visual.encoders[name].identity() != identity:
-            raise UserError(f"{where}: model.weights.{name} ({weights.get(name)}) holds other weights than the "
+            raise UserError(f"{where}: the weights file of model.encoders.{name} holds other weights than the "
                             f"frozen {name!r} encoder was trained with: restore the file it was trained with")
 
 
@@ -144,9 +164,10 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     if state is not None:
         check_data(state, ds, where)
     vocab = ds.answer_vocab(config.data.answer_vocab, closed_by=config.data.closed_by)
-    model = build_model(config, ds, vocab)
+    settings = encoder_settings(config, ds)
+    model = build_model(config, ds, vocab, settings)
     if state is not None:
-        load_model_state(model, state, answer_list(vocab, model.answer_branches), config.model.weights, where)
+        load_model_state(model, state, answer_list(vocab, model.answer_branches), where)
     splits = {"train": split_tensors(ds, config.data.train_splits, ds.dictionary, vocab, model.answer_branches),
               "val": split_tensors(ds, [] if "val" in config.data.train_splits else ["val"], ds.dictionary,
                                    vocab, model.answer_branches),
@@ -165,7 +186,7 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]
     splits = {name: split.to(device) for name, split in splits.items()}
     return Experiment(config, ds, vocab, answer_list(vocab, model.answer_branches), model, visual, splits, device,
-                      {part: ds.digest(part) for part in parts})
+                      {part: ds.digest(part) for part in parts}, settings)
 
 
 def forward(exp: Experiment, split: SplitTensors, idx: Tensor, is_open: Tensor | None = None) -> VQAOutput:
@@ -189,7 +210,7 @@ def predict(exp: Experiment, split: SplitTensors, is_open: Tensor | None = None)
 
 
 def build_type_classifier(exp: Experiment) -> QuestionTypeClassifier:
-    model = create_model("type_classifier", ntoken=exp.ds.dictionary.ntoken, hidden_dim=exp.config.model.hidden_dim)
+    model = QuestionTypeClassifier(exp.ds.dictionary.ntoken, hidden_dim=exp.config.type_classifier.hidden_dim)
     model.init_word_embeddings(exp.ds.word_embeddings(tfidf=exp.config.data.tfidf)[0])
     return model.to(exp.device)
 

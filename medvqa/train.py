@@ -4,14 +4,19 @@ The run directory holds everything about the run::
 
     config.yaml                 the resolved config (a different one is refused without --overwrite)
     metrics.csv, metrics.json   one row per epoch: loss, lr, train / val / test accuracy, seconds
-    checkpoints/last.pt         model, optimizer, RNG and history: resuming continues from here
+    checkpoints/resume.pt       optimizer, RNG, history and the epoch each checkpoint holds: resuming continues here
+    checkpoints/last.pt         the model after the last finished epoch (the mevf-legacy protocol)
     checkpoints/best_val.pt     the model at the best validation accuracy (the sound protocol)
-    checkpoints/best_test.pt    the model at the best test accuracy (only for the published protocols)
-    type_classifier.pt          the question-type classifier that routes QCR questions
+    checkpoints/best_test.pt    the model at the best test accuracy (the pubmedclip-legacy protocol)
+    type_classifier.pt          the question-type classifier that routes heads routed by type (QCR)
     results.json, predictions.csv   written by the evaluation at the end
 
-Checkpoints are written to a temporary file and renamed, so an interrupted run never leaves a
-broken one; running the same command again resumes after the last finished epoch.
+Each model is written once per epoch; the checkpoint names that hold the same epoch are hard links of
+one file, so a run keeps at most three models and one optimizer state. Every file is written to a
+temporary file and renamed, and ``resume.pt`` is written last: an interrupted run never leaves a
+broken one, and running the same command again resumes after the last finished epoch. A finished
+run is extended by asking for more epochs (``train.epochs=N``): the learning-rate schedule is a
+function of the epoch alone, so the extended run is the run that would have trained that long.
 """
 from __future__ import annotations
 
@@ -26,21 +31,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch import nn
-from tqdm import tqdm
 
-from medvqa.batches import one_hot
-from medvqa.config import Config, load_config, save_config, run_identity
-from medvqa.data import PreparedDataset
 from infra.cli import Parser
 from infra.errors import UserError
-from medvqa.experiment import (Experiment, build_experiment, build_type_classifier, check_data, checkpoint_state,
-                               encoders_from_files, forward, predict, predict_open)
+from infra.files import link_atomic, torch_save_atomic, write_text_atomic
+from infra.progress import progress
+from infra.runs import check_continuation
+from medvqa.batches import one_hot
+from medvqa.config import RUNTIME_KEYS, Config, load_config, read_run_config, run_identity, save_config
+from medvqa.data import PreparedDataset
+from medvqa.experiment import (
+    Experiment,
+    build_experiment,
+    build_type_classifier,
+    check_data,
+    checkpoint_state,
+    encoders_from_files,
+    forward,
+    predict,
+    predict_open,
+)
 from medvqa.metrics import accuracy, prediction_frame
-from infra.files import torch_save_atomic, write_text_atomic
+from medvqa.protocols import EpochSelector, kept_checkpoints
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: last.pt also held the optimizer state (read when resuming)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,20 +71,45 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def prepare_run_dir(out: Path, config: Config, overwrite: bool) -> None:
-    """Create ``out``; refuse a different config already there unless ``overwrite``.
+def check_run_dir(out: Path, config: Config, overwrite: bool) -> None:
+    """Refuse a run of a different config already in ``out`` unless ``overwrite`` (then it is deleted).
 
-    Runtime settings (data location, device, threads, progress bars, ...) may differ; ``main`` saves
-    the config with the new ones once the checkpoint's data digests matched the data found there.
+    Runtime settings (data location, device, threads, progress bars, ...) may differ, and the number
+    of epochs may grow (the schedule is a function of the epoch alone); ``main`` saves the config with
+    the new ones once the checkpoint's data digests matched the data found there.
     """
-    saved = out / "config.yaml"
-    if saved.exists():
-        if run_identity(yaml.safe_load(saved.read_text()) or {}) != run_identity(config.to_dict()):
-            if not overwrite:
-                raise UserError(f"{out} holds a run with a different config ({saved}); "
-                                "choose another --out or pass --overwrite")
-            shutil.rmtree(out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if not (out / "config.yaml").exists():
+        return
+    try:
+        check_continuation(str(out), run_identity(read_run_config(out).to_dict()), run_identity(config.to_dict()),
+                           RUNTIME_KEYS)
+    except UserError:
+        if not overwrite:
+            raise
+        shutil.rmtree(out)
+
+
+def read_resume_state(out: Path) -> dict | None:
+    """What resuming ``out`` needs: its last model with the optimizer, RNG, history and best scores."""
+    checkpoints = out / "checkpoints"
+    if (checkpoints / "resume.pt").is_file():
+        return {**load_checkpoint(checkpoints / "last.pt"), **load_checkpoint(checkpoints / "resume.pt")}
+    if not (checkpoints / "last.pt").is_file():
+        return None
+    state = load_checkpoint(checkpoints / "last.pt")  # format 1: one file held the model and the optimizer
+    state["best"] = {"best_val": state["best"]["val"], "best_test": state["best"]["test"]}
+    return state
+
+
+def save_epoch(out: Path, model_state: dict, chosen: list[str], resume: dict) -> None:
+    """Write this epoch's model under each checkpoint name in ``chosen`` (one file, hard-linked), then
+    ``resume.pt``; a model no name holds any more is gone with its last link."""
+    checkpoints = out / "checkpoints"
+    epoch_file = torch_save_atomic(model_state, checkpoints / ".epoch.pt")
+    for name in chosen:
+        link_atomic(epoch_file, checkpoints / f"{name}.pt")
+    epoch_file.unlink()
+    torch_save_atomic(resume, checkpoints / "resume.pt")
 
 
 def check_resumed_data(state: dict, config: Config, where: str) -> None:
@@ -137,15 +177,14 @@ def train_one_epoch(exp: Experiment, optimizer: torch.optim.Optimizer, epoch: in
     model.train()
     generator = torch.Generator().manual_seed(t.seed * 1000 + epoch)
     total_loss, correct, seen = 0.0, 0, 0
-    steps = tqdm(list(split.batches(t.batch_size, generator)), desc=f"epoch {epoch}", leave=False,
-                 disable=not t.progress)
+    steps = progress(list(split.batches(t.batch_size, generator)), t.progress, desc=f"epoch {epoch}", leave=False)
     for step, idx in enumerate(steps):
         targets = one_hot(split.labels[idx], model.num_answers)  # [B, A]
         output = forward(exp, split, idx)
         loss = model.loss(output, targets, split.is_open[idx])
         if not torch.isfinite(loss):
             raise UserError(f"loss is {loss.item()} at epoch {epoch} step {step}: run stopped; "
-                            "the last good checkpoint is kept in checkpoints/last.pt")
+                            "the last good epoch is kept in checkpoints/")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.trainable_parameters(), t.clip_norm)
@@ -188,35 +227,52 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, args.overrides)
     out = args.out
-    prepare_run_dir(out, config, args.overwrite)
-    last_path = out / "checkpoints" / "last.pt"
-    state = load_checkpoint(last_path) if last_path.exists() else None
-    if state is not None:
-        check_resumed_data(state, config, str(last_path))
-    if state is not None and state["epoch"] + 1 >= config.train.epochs:
-        save_config(config, out / "config.yaml")
-        print(f"{out}: already trained for {config.train.epochs} epochs; nothing to do")
-        return 0
+    check_run_dir(out, config, args.overwrite)
+    created = not out.exists()
+    try:
+        return train(config, out)
+    except BaseException:
+        if created and not (out / "checkpoints" / "last.pt").exists():  # nothing to resume: leave nothing
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
+
+def train(config: Config, out: Path) -> int:
+    """Train (or resume, or extend) the run in ``out``, then evaluate it under the sound protocol."""
+    state = read_resume_state(out)
+    where = str(out / "checkpoints" / "last.pt")
     t = config.train
+    if state is not None:
+        check_resumed_data(state, config, where)
+        done = state["epoch"] + 1
+        if done > t.epochs:
+            raise UserError(f"{out} has trained {done} epochs already; train.epochs={t.epochs} asks for fewer")
+        if done == t.epochs:
+            save_config(config, out / "config.yaml")
+            print(f"{out}: already trained for {t.epochs} epochs; nothing to do")
+            return 0
+
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.use_deterministic_algorithms(t.deterministic, warn_only=True)
     seed_everything(t.seed)
-    exp = build_experiment(config, state, where=str(last_path))
+    exp = build_experiment(config, state, where=where)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
     model = exp.model
-    from_files = encoders_from_files(model, config)  # frozen weights the checkpoints need not repeat
+    from_files = encoders_from_files(model, exp.encoder_settings)  # frozen weights the checkpoints need not repeat
     router = train_type_classifier(exp, out) if config.type_classifier.epochs > 0 else None
     optimizer = torch.optim.Adamax(model.trainable_parameters(), lr=lr_at(0, config))
     history: list[dict] = []
-    best = {"val": -1.0, "test": -1.0}
+    selectors = {name: EpochSelector(protocol) for name, protocol in kept_checkpoints().items()}
     start = 0
     torch.manual_seed(t.seed + 1)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        history, best, start = state["history"], state["best"], state["epoch"] + 1
+        history, start = state["history"], state["epoch"] + 1
+        for name, best in state["best"].items():
+            selectors[name].best = best
         print(f"resuming {out} after epoch {state['epoch']}")
     n_params = sum(p.numel() for p in model.trainable_parameters())
     print(f"{config.model.name} on {exp.ds.name}: {len(exp.splits['train'])} train / {len(exp.splits['val'])} val / "
@@ -231,18 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         row.update(evaluate_epoch(exp, router))
         row["seconds"] = round(time.perf_counter() - began, 2)
         history.append(row)
-        summary = {"format": FORMAT_VERSION, "model": checkpoint_state(model, from_files), "epoch": epoch,
-                   "encoders_from_files": from_files, "config": config.to_dict(), "answers": exp.answers,
-                   "data_digests": exp.data_digests}
-        if "val_overall" not in row or row["val_overall"] > best["val"]:  # no validation split: the last epoch
-            best["val"] = row.get("val_overall", -1.0)
-            torch_save_atomic({**summary, "selected_by": "val_overall"}, out / "checkpoints" / "best_val.pt")
-        test_score = row.get("test_routed_overall", row["test_overall"])
-        if test_score > best["test"]:
-            best["test"] = test_score
-            torch_save_atomic({**summary, "selected_by": "test_overall"}, out / "checkpoints" / "best_test.pt")
-        torch_save_atomic({**summary, "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-                           "history": history, "best": best}, last_path)
+        chosen = [name for name, selector in selectors.items() if selector.update(row)]
+        model_state = {"format": FORMAT_VERSION, "model": checkpoint_state(model, from_files), "epoch": epoch,
+                       "encoders_from_files": from_files, "config": config.to_dict(), "answers": exp.answers,
+                       "data_digests": exp.data_digests}
+        save_epoch(out, model_state, chosen, {
+            "format": FORMAT_VERSION, "epoch": epoch, "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(), "history": history,
+            "best": {name: selector.best for name, selector in selectors.items()}})
         write_metrics(history, out)
         print(f"epoch {epoch}: loss {row['train_loss']:.4f} train {row['train_acc']:.2f} "
               f"val {row.get('val_overall', '- (no split)')} test {row['test_overall']} ({row['seconds']:.1f} s)")

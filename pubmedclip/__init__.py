@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from data_prep.input_spec import InputSpec
 from infra.errors import UserError
 from pubmedclip.checkpoints import export_pubmedclip, load_clip
-from pubmedclip.encoder import ImageEncoder, InputSpec
+from pubmedclip.encoder import ImageEncoder
 from pubmedclip.models import LoadedClip, list_architectures
 
 __version__ = "0.1.0"

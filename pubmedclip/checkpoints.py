@@ -6,15 +6,19 @@ Formats read by ``load_clip``:
 - PubMedCLIP ``.pth`` (``{'state_dict': ..., 'optimizer_state_dict': ...}``, ``module.`` prefixes allowed);
 - open_clip training checkpoints (``epoch_K.pt``; the architecture is read from ``../params.txt``);
 - open_clip model directories (``open_clip_config.json`` + weights);
-- Hugging Face ``CLIPModel`` directories (``config.json`` + ``model.safetensors`` / ``pytorch_model.bin``);
+- Hugging Face ``CLIPModel`` directories (``config.json`` + ``model.safetensors`` / ``pytorch_model.bin``,
+  with the image preprocessing of ``preprocessor_config.json``);
 - this package's own run checkpoints (they store their architecture).
 
-Weights are copied into an fp32 model at the values stored in the file; nothing is rounded to fp16 first.
+The image preprocessing (input size, mean, std, interpolation, resize mode) travels with the weights wherever
+the format stores it (open_clip folders, Hugging Face folders, run checkpoints, ``export_pubmedclip`` files);
+elsewhere it is OpenAI's. Weights are copied into an fp32 model at the values stored in the file; nothing is
+rounded to fp16 first. A file that holds no CLIP (a MEVF ``pretrained_ae.pth``, a plain pickle) is a one-line
+error saying what it holds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -39,11 +43,26 @@ from pubmedclip.models import (
 RUN_FORMAT = "pubmedclip-run/1"
 _OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors", "pytorch_model.bin")
+_TOWER_PREFIXES = ("visual.", "transformer.", "token_embedding.", "text.")  # OpenAI / open_clip key names
+_PICKLE_PROTOCOL_2_PLUS = b"\x80"
+_LEGACY_TORCH_FILE = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch.save's magic
+_PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _sample(keys: Any, shown: int = 3) -> str:
+    keys = list(keys)
+    return ", ".join(map(str, keys[:shown])) + (", …" if len(keys) > shown else "")
+
+
+def _is_plain_pickle(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(len(_LEGACY_TORCH_FILE))
+    return head.startswith(_PICKLE_PROTOCOL_2_PLUS) and head != _LEGACY_TORCH_FILE
 
 
 def _read_tensors(path: Path) -> Any:
@@ -57,6 +76,9 @@ def _read_tensors(path: Path) -> Any:
             return torch.jit.load(str(path), map_location="cpu").state_dict()
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
+        if _is_plain_pickle(path):
+            raise UserError(f"{path} is not a CLIP checkpoint: it is a plain Python pickle, not a torch, TorchScript "
+                            "or safetensors file") from None
         raise UserError(f"cannot read checkpoint {path}: {_first_line(exc)} (truncated or not a checkpoint?)") from exc
 
 
@@ -70,11 +92,23 @@ def clean_state_dict(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _require_clip(path: Path, sd: dict[str, torch.Tensor], entries: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``sd`` when it holds CLIP tower weights; otherwise a one-line error saying what the file holds."""
+    if any(key.startswith(_TOWER_PREFIXES) for key in sd):
+        return sd
+    if any(key.startswith(("vision_model.", "text_model.")) for key in sd):
+        raise UserError(f"{path} holds the weights of a Hugging Face CLIPModel: give its folder (with config.json)")
+    if sd:
+        held = f"its {len(sd)} tensors ({_sample(sd)}) have no visual or text tower keys"
+    else:
+        held = f"it holds no tensors (its entries: {_sample(entries) or 'none'})"
+    raise UserError(f"{path} is not a CLIP checkpoint: {held}")
+
+
 def infer_openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The open_clip config of an OpenAI-layout CLIP state dict (QuickGELU, 64-wide heads)."""
     if "token_embedding.weight" not in sd or not any(k.startswith("visual.") for k in sd):
-        sample = ", ".join(list(sd)[:3])
-        raise UserError(f"cannot infer the architecture from keys like {sample}; pass the architecture (--arch)")
+        raise UserError(f"cannot infer the architecture from keys like {_sample(sd)}")
     text_width = sd["ln_final.weight"].shape[0]
     text_layers = {k.split(".")[2] for k in sd if k.startswith("transformer.resblocks.")}
     text_cfg = {
@@ -165,6 +199,39 @@ def hf_to_openai(
     return out, cfg
 
 
+def hf_preprocess(folder: Path) -> dict[str, Any]:
+    """The image preprocessing of a Hugging Face CLIP folder's ``preprocessor_config.json`` as open_clip
+    ``preprocess_cfg`` keys ({} without that file)."""
+    file = folder / "preprocessor_config.json"
+    if not file.is_file():
+        return {}
+    cfg = json.loads(file.read_text())
+    pp: dict[str, Any] = {}
+    if cfg.get("do_normalize", True):
+        names = {"mean": "image_mean", "std": "image_std"}
+        pp.update({ours: cfg[theirs] for ours, theirs in names.items() if theirs in cfg})
+    else:
+        pp.update(mean=[0.0] * 3, std=[1.0] * 3)
+    if "resample" in cfg:
+        if cfg["resample"] not in _PIL_RESAMPLE:
+            raise UserError(f"{file}: resample {cfg['resample']!r} is not a PIL filter (0 nearest, 1 lanczos, "
+                            "2 bilinear, 3 bicubic)")
+        pp["interpolation"] = _PIL_RESAMPLE[cfg["resample"]]
+    size = cfg.get("size") if cfg.get("do_resize", True) else None
+    crop = cfg.get("crop_size") if cfg.get("do_center_crop", True) else None
+    short_side = size if isinstance(size, int) else (size or {}).get("shortest_edge")
+    exact = (size["height"], size["width"]) if isinstance(size, dict) and "height" in size else None
+    crop_hw = (crop, crop) if isinstance(crop, int) else (crop["height"], crop["width"]) if crop else None
+    if short_side is not None and crop_hw == (short_side, short_side):
+        pp.update(size=short_side, resize_mode="shortest")
+    elif exact is not None and crop_hw in (None, exact):
+        pp.update(size=exact[0] if exact[0] == exact[1] else list(exact), resize_mode="squash")
+    elif size is not None or crop is not None:
+        raise UserError(f"{file}: resize {size} then crop {crop} is not supported (CLIP resizes the short side to "
+                        "the crop size, or resizes to height x width)")
+    return pp
+
+
 def _weights_in_dir(path: Path) -> Path:
     for name in _WEIGHT_FILES:
         if (path / name).is_file():
@@ -197,7 +264,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             if config.get("model_type") != "clip":
                 raise UserError(f"{path}/config.json is a '{config.get('model_type')}' model, not a CLIPModel")
             sd, cfg = hf_to_openai(clean_state_dict(_read_tensors(_weights_in_dir(path))), config)
-            return sd, cfg, "huggingface", {}
+            return sd, cfg, "huggingface", hf_preprocess(path)
         raise UserError(f"{path} is a directory without open_clip_config.json or a Hugging Face config.json")
     obj = _read_tensors(path)
     if not isinstance(obj, dict):
@@ -205,12 +272,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if obj.get("format") == RUN_FORMAT:
         return clean_state_dict(obj["state_dict"]), obj["model_cfg"], "pubmedclip-run", obj.get("preprocess", {})
     if isinstance(obj.get("state_dict"), dict):
-        sd = clean_state_dict(obj["state_dict"])
+        sd = _require_clip(path, clean_state_dict(obj["state_dict"]), obj["state_dict"])
         if "optimizer" in obj and "epoch" in obj:  # open_clip_train checkpoint
             arch = _arch_from_params(path)
             return sd, arch_config(arch) if arch else None, "open_clip-train", {}
-        return sd, None, "pubmedclip", {}
-    return clean_state_dict(obj), None, "openai", {}
+        return sd, None, "pubmedclip", obj.get("preprocess", {})
+    return _require_clip(path, clean_state_dict(obj), obj), None, "openai", {}
 
 
 def _differences(model: nn.Module, sd: dict[str, torch.Tensor], limit: int = 3) -> list[str]:
@@ -224,11 +291,12 @@ def _differences(model: nn.Module, sd: dict[str, torch.Tensor], limit: int = 3) 
     return diffs[:limit]
 
 
-def load_clip(path: str | Path | None = None, arch: str | None = None) -> LoadedClip:
+def load_clip(path: str | Path | None = None, arch: str | None = None, arch_option: str = "--arch") -> LoadedClip:
     """Load a CLIP model from ``path`` (any supported format), or build ``arch`` at random when ``path`` is None.
 
     ``arch`` may be omitted whenever the file describes or implies its architecture. When both are known
-    and disagree, the error names both architectures and the first differing keys.
+    and disagree, the error names both architectures and the first differing keys. ``arch_option``: how the
+    caller's user gives an architecture, named in errors.
     """
     if path is None:
         if arch is None:
@@ -237,8 +305,12 @@ def load_clip(path: str | Path | None = None, arch: str | None = None) -> Loaded
     sd, stored_cfg, fmt, pp_overrides = read_checkpoint(path)
     if stored_cfg is None and arch is None:
         if fmt == "open_clip-train":
-            raise UserError(f"{path} is an open_clip training checkpoint without params.txt; pass --arch")
-        stored_cfg = infer_openai_config(sd)
+            raise UserError(f"{path} is an open_clip training checkpoint without params.txt; give the architecture "
+                            f"({arch_option})")
+        try:
+            stored_cfg = infer_openai_config(sd)
+        except UserError as error:
+            raise UserError(f"{path}: {error}; give the architecture ({arch_option})") from None
     found = name_of_config(stored_cfg) if stored_cfg is not None else None
     cfg = arch_config(arch) if arch is not None else stored_cfg
     model = build_model(cfg)
@@ -280,25 +352,14 @@ def openai_state_dict(loaded: LoadedClip, dtype: torch.dtype = torch.float32) ->
 def export_pubmedclip(
     loaded: LoadedClip, out: str | Path, dtype: torch.dtype = torch.float32, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``{'state_dict': OpenAI-layout weights, 'arch', 'model_cfg', ...}`` as PubMedCLIP's code expects."""
+    """Write ``{'state_dict': OpenAI-layout weights, 'arch', 'model_cfg', 'preprocess', ...}`` as PubMedCLIP's
+    code expects (it reads ``state_dict`` only)."""
     payload = {
         "state_dict": openai_state_dict(loaded, dtype),
         "arch": loaded.arch,
         "model_cfg": loaded.model_cfg,
+        "preprocess": loaded.preprocess,
         **(extra or {}),
     }
     return torch_save_atomic(payload, out)
 
-
-def checkpoint_hash(path: str | Path) -> str:
-    """sha256 of a checkpoint file, or of every file of a checkpoint directory (names and bytes)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()

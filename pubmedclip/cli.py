@@ -34,7 +34,7 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
     parser.add_argument(
-        "--cache-dir", help="reuse image features across runs (keyed by checkpoint, arch, preprocessing)"
+        "--cache-dir", help="reuse image features across runs (keyed by image tower, input spec and image bytes)"
     )
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.errors import UserError
 from infra.config import load_dataclass
+from infra.errors import UserError
 
 
 @dataclass

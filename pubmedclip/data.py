@@ -1,4 +1,5 @@
-"""Image-caption pairs and labelled images: readers for ROCO, PubMedCLIP CSV, generic CSV/JSONL and SLAKE.
+"""Image-caption pairs and labelled images: readers for ROCO, PubMedCLIP CSV, generic CSV/JSONL and SLAKE
+(whose question files ``data_prep.slake`` reads).
 
 Readers return plain records and check the layout eagerly (a malformed file or a missing image directory is a
 one-line ``UserError``). Individual missing images are dropped and counted before training; images that fail
@@ -18,7 +19,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from data_prep import slake
 from infra.errors import UserError
+from infra.files import read_text
 from pubmedclip.models import token_lengths
 
 IMAGE_COLUMNS = ("image", "filepath", "image_path", "path", "file", "name")
@@ -66,12 +69,12 @@ def _read_roco(folder: Path, image_root: Path | None) -> list[Pair]:
     images = _image_dir(image_root or folder / "images")
     names: dict[str, str] = {}
     if (folder / "dlinks.txt").is_file():
-        for line in (folder / "dlinks.txt").read_text(encoding="utf-8").splitlines():
+        for line in read_text(folder / "dlinks.txt").splitlines():
             parts = line.split("\t")
             if len(parts) >= 3:
                 names[parts[0].strip()] = parts[2].strip()
     pairs = []
-    for number, line in enumerate((folder / "captions.txt").read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(folder / "captions.txt").splitlines(), 1):
         if not line.strip():
             continue
         if "\t" not in line:
@@ -90,8 +93,8 @@ def _pick(columns: Sequence[str], wanted: Sequence[str], path: Path, what: str) 
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV (comma or tab separated) or JSONL file."""
-    text = path.read_text(encoding="utf-8")
+    """Rows of a CSV (comma or tab separated) or JSONL file (``read_text`` encodings)."""
+    text = read_text(path)
     if path.suffix == ".jsonl":
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -263,7 +266,7 @@ def read_labelled(spec: str | Path, image_root: str | Path | None = None) -> lis
     A table needs an image column; every other column except ``split`` is a label.
     """
     path = Path(spec)
-    if path.is_dir() and (path / "train.json").is_file() and (path / "imgs").is_dir():
+    if path.is_dir() and (path / "train.json").is_file() and (path / slake.IMAGES).is_dir():
         return _read_slake(path)
     if not path.is_file():
         raise UserError(f"labelled image file or SLAKE folder not found: {path}")
@@ -283,22 +286,19 @@ def read_labelled(spec: str | Path, image_root: str | Path | None = None) -> lis
 
 
 def _read_slake(root: Path) -> list[LabelledImage]:
-    """One record per image and split of SLAKE 1.0, labelled by modality and organ.
+    """One record per image and split of SLAKE 1.0 (``train``, ``validate``, ``test``), labelled by modality
+    and organ, in file order.
 
     Only images with English questions are kept: their train/validate/test splits share no image, whereas
     the Chinese records reuse training images in the test split.
     """
+    raw = slake.read(root, language="en")
+    images = Path(raw.source) / slake.IMAGES
+    split_names = {split: Path(file).stem for split, file in slake.SPLIT_FILES.items()}
     records: dict[tuple[str, str], LabelledImage] = {}
-    for split in ("train", "validate", "test"):
-        file = root / f"{split}.json"
-        if not file.is_file():
-            continue
-        for question in json.loads(file.read_text(encoding="utf-8")):
-            key = (split, question["img_name"])
-            if question.get("q_lang", "en") == "en" and key not in records:
-                records[key] = LabelledImage(
-                    root / "imgs" / question["img_name"],
-                    {"modality": question["modality"], "organ": question["location"]},
-                    split,
-                )
+    for record in raw.records:
+        key = (split_names[record.split], record.image_id)
+        if key not in records:
+            records[key] = LabelledImage(images / record.image_id, {"modality": record.modality,
+                                                                    "organ": record.organ}, key[0])
     return list(records.values())

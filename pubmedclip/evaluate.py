@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
+from infra.errors import UserError
 from pubmedclip.data import DataSummary, LabelledImage, tokenize_captions
 from pubmedclip.encoder import ImageEncoder
-from infra.errors import UserError
 from pubmedclip.finetune import evaluate_pairs, load_pairs
 from pubmedclip.metrics import classification_metrics
 

@@ -23,8 +23,11 @@ import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from infra.errors import UserError
+from infra.files import torch_save_atomic, write_text_atomic
+from infra.progress import progress
+from infra.runs import check_continuation
 from pubmedclip.checkpoints import RUN_FORMAT, load_clip
 from pubmedclip.config import FinetuneConfig, config_dict
 from pubmedclip.data import (
@@ -40,8 +43,6 @@ from pubmedclip.data import (
 )
 from pubmedclip.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from pubmedclip.embed import autocast, embed_batches
-from infra.errors import UserError
-from infra.files import torch_save_atomic, write_text_atomic
 from pubmedclip.loss import clip_loss
 from pubmedclip.metrics import retrieval_metrics
 from pubmedclip.models import LoadedClip, image_transform
@@ -57,31 +58,30 @@ def lr_multiplier(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
-    """``key.path: old vs new`` for the first differing entry of two nested dicts."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-    return f"{prefix.rstrip('.')}: {a!r} vs {b!r}"
+RUNTIME_KEYS = {"train": ("device", "eval_batch_size"), "data": ("num_workers",)}  # see infra.runs
 
 
 def prepare_run_dir(run_dir: Path, cfg: FinetuneConfig, overwrite: bool, dist: DistInfo) -> bool:
-    """Create or re-open a run directory; True when it already holds a finished run of this config."""
+    """Create or re-open a run directory; True when it already holds a finished run of this config.
+
+    A run continues on another device or with other runtime settings, and extends to more epochs
+    under the constant schedule (the cosine schedule depends on the total, so there it is refused).
+    """
     stored_path = run_dir / "config.yaml"
     if stored_path.is_file():
-        stored = yaml.safe_load(stored_path.read_text())
-        if stored != config_dict(cfg):
+        stored = yaml.safe_load(stored_path.read_text(encoding="utf-8"))
+        refused = "its cosine learning-rate schedule depends on the total" if cfg.train.schedule == "cosine" else None
+        try:
+            check_continuation(str(run_dir), stored, config_dict(cfg), RUNTIME_KEYS, refused)
+        except UserError:
             if not overwrite:
-                raise UserError(
-                    f"{run_dir} holds a run of a different config ({_first_difference(stored, config_dict(cfg))});"
-                    " use another output directory or --overwrite"
-                )
+                raise
             barrier()
             if dist.is_main:
                 shutil.rmtree(run_dir)
-        elif (run_dir / "results.json").is_file():
-            return True
+        else:
+            if (run_dir / "results.json").is_file() and stored["train"]["epochs"] == cfg.train.epochs:
+                return True
     elif run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
         raise UserError(f"{run_dir} exists and is not a run directory; use another output directory or --overwrite")
     barrier()
@@ -130,7 +130,7 @@ def train_one_epoch(
     params = [p for p in model.parameters() if p.requires_grad]
     total_loss, steps, pairs, skipped, start = 0.0, 0, 0, 0, time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    for micro, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=None if dist.is_main else True)):
+    for micro, batch in enumerate(progress(loader, dist.is_main, desc=desc, leave=False)):
         skipped += batch.skipped
         if batch.tokens is None and dist.world == 1:
             continue  # every image of this batch failed to decode

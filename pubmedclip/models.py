@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
+from data_prep.input_spec import InputSpec
 from infra.errors import UserError
 
 ALIASES = {"ViT-B/32": "ViT-B-32-quickgelu", "RN50": "RN50-quickgelu", "RN50x4": "RN50x4-quickgelu"}
@@ -81,7 +82,8 @@ def build_model(cfg: dict[str, Any]) -> nn.Module:
 
 
 def preprocess_config(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Image preprocessing of a model: OpenAI mean/std, bicubic, shortest-side resize, model input size."""
+    """Image preprocessing of a model: open_clip's defaults (OpenAI mean/std, bicubic, shortest-side resize) at
+    the model's input size, under what the checkpoint stores (``overrides``, open_clip ``preprocess_cfg`` keys)."""
     pp = asdict(PreprocessCfg())
     pp["size"] = cfg["vision_cfg"].get("image_size", 224)
     pp.update({k: v for k, v in (overrides or {}).items() if k in pp})
@@ -92,19 +94,23 @@ _INTERPOLATION = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "bilinear": T.InterpolationMode.BILINEAR,
     "nearest": T.InterpolationMode.NEAREST,
+    "lanczos": T.InterpolationMode.LANCZOS,
 }
 
 
 def image_transform(
     pp: dict[str, Any], train: bool = False, crop_scale: tuple[float, float] = (0.9, 1.0), hflip: bool = False
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image -> normalised (3, S, S) tensor. Training adds a random resized crop, and a flip only if asked."""
+    """PIL RGB image -> normalised (3, S, S) tensor: resized to S x S (``resize_mode`` squash) or the short side
+    to S and centre-cropped (shortest). Training adds a random resized crop, and a flip only if asked."""
     size = pp["size"] if isinstance(pp["size"], int) else tuple(pp["size"])
     interpolation = _INTERPOLATION[pp["interpolation"]]
     if train:
         steps: list[Callable] = [T.RandomResizedCrop(size, scale=crop_scale, interpolation=interpolation)]
         if hflip:
             steps.append(T.RandomHorizontalFlip())
+    elif pp.get("resize_mode") == "squash":
+        steps = [T.Resize((size, size) if isinstance(size, int) else size, interpolation=interpolation)]
     else:
         steps = [T.Resize(size, interpolation=interpolation), T.CenterCrop(size)]
     return T.Compose(steps + [T.ToTensor(), T.Normalize(pp["mean"], pp["std"])])
@@ -143,6 +149,18 @@ class LoadedClip:
     @property
     def embed_dim(self) -> int:
         return int(self.model_cfg["embed_dim"])
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The image preprocessing as an input spec: square RGB of the model's input size (the ``rgb<size>``
+        image cache), with the checkpoint's mean, std, interpolation and resize mode."""
+        pp = self.preprocess
+        sides = set(pp["size"]) if isinstance(pp["size"], (list, tuple)) else {pp["size"]}
+        if len(sides) != 1:
+            raise UserError(f"CLIP input size {pp['size']} is not square: input specs and rgb<N> image caches are")
+        side = int(sides.pop())
+        return InputSpec(f"rgb{side}", side, 3, tuple(pp["mean"]), tuple(pp["std"]), pp["interpolation"],
+                         pp["resize_mode"])
 
 
 def random_clip(arch: str) -> LoadedClip:

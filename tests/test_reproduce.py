@@ -1,4 +1,5 @@
-"""experiments/reproduce.py: tables and plots collected from run directories."""
+"""medvqa.reproduce over this project's grid (experiments/reproduce.py) and over a grid of its own:
+tables and plots collected from run directories, the archive, status and the README blocks."""
 from __future__ import annotations
 
 import json
@@ -10,10 +11,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from medvqa import train
-from medvqa.config import load_config
 from infra.errors import UserError
+from medvqa import train
 from medvqa.cli import main as medvqa_main
+from medvqa.config import load_config
+from medvqa.protocols import PROTOCOLS
+from medvqa.reproduce import Ablation, Grid, Row
+from medvqa.reproduce import main as reproduce_main
+from medvqa.reproduce.archive import archive, config_changes
+from medvqa.reproduce.readme import README_BLOCK, update_readme
+from medvqa.reproduce.report import report
+from medvqa.reproduce.results import REPLAYABLE, collect, replay, saved_config, schedule
+from medvqa.reproduce.status import run_status
+from medvqa.reproduce.tables import ablation_table, matched_ablation_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,31 +33,41 @@ def reproduce(experiment):
     return experiment("reproduce")
 
 
-def test_rows_point_at_existing_configs(reproduce) -> None:
-    for name, row in reproduce.ROWS.items():
-        assert row.config_path == REPO / row.config and row.config_path.is_file(), name
-        assert name.startswith(f"{row.dataset}-"), name  # a row is named after the dataset it trains on
-        assert set(row.protocols) <= set(reproduce.PROTOCOLS)
-        load_config(REPO / row.config, list(row.overrides))  # the overrides name real keys
-    for ablation in reproduce.ABLATIONS:
-        assert {ablation.base, ablation.variant} <= set(reproduce.ROWS), ablation
+@pytest.fixture(scope="module")
+def grid(reproduce) -> Grid:
+    return reproduce.GRID
 
 
-def test_report_from_runs(reproduce, tmp_path: Path) -> None:
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("synthetic") / "data"
     assert medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "40",
                         "--image-specs", "gray84,gray128"]) == 0
+    return data
+
+
+def test_rows_point_at_existing_configs(grid: Grid) -> None:
+    for name, row in grid.rows.items():
+        assert grid.config_path(name) == REPO / row.config and grid.config_path(name).is_file(), name
+        assert name.startswith(f"{row.dataset}-"), name  # a row is named after the dataset it trains on
+        assert set(row.protocols) <= set(PROTOCOLS)
+        load_config(REPO / row.config, list(row.overrides))  # the overrides name real keys
+    for ablation in grid.ablations:
+        assert {ablation.base, ablation.variant} <= set(grid.rows), ablation
+
+
+def test_report_from_runs(reproduce, grid: Grid, synthetic_data: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed in (0, 1):
         run_dir = runs / "vqa_rad-mevf_ban-frozen" / f"s{seed}"
         assert train.main(["--config", str(REPO / "configs/synthetic/mevf_ban_tiny.yaml"), "--out", str(run_dir),
-                           f"data.root={data}", "model.freeze_visual=true", "train.epochs=2",
+                           f"data.root={synthetic_data}", "model.freeze_visual=true", "train.epochs=2",
                            f"train.seed={seed}"]) == 0
     assert reproduce.main(["evaluate", "vqa_rad-mevf_ban-frozen", "--seeds", "0,1", "--runs", str(runs)]) == 0
     assert sorted(p.name for p in (runs / "vqa_rad-mevf_ban-frozen" / "s1").glob("results_*.json")) == [
         "results_mevf-legacy.json", "results_pubmedclip-legacy.json", "results_sound.json"]
     assert reproduce.main(["evaluate", "vqa_rad-mevf_ban-frozen", "--seeds", "2", "--runs", str(runs)]) == 2
-    summary = reproduce.report(runs, tmp_path / "out")
+    summary = report(grid, runs, tmp_path / "out")
     assert list(summary["seeds"]) == [2, 2, 2] and "+-" in summary["overall"].iloc[0]
     assert summary["schedule"].iloc[0] == "2 epochs, frozen branches"
     table = (tmp_path / "out" / "table.md").read_text()
@@ -57,26 +77,27 @@ def test_report_from_runs(reproduce, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "ablation_matched.md").read_text() == "no ablation with a run stopped early\n"
     runs_csv = (tmp_path / "out" / "runs.csv").read_text().splitlines()
     assert len(runs_csv) == 1 + 2 * 3  # two seeds under three protocols
-    assert json.loads((runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json").read_text())["protocol"] == "sound"
+    sound = runs / "vqa_rad-mevf_ban-frozen" / "s0" / "results_sound.json"
+    assert json.loads(sound.read_text())["protocol"] == "sound"
 
     archived = tmp_path / "out" / "runs" / "vqa_rad-mevf_ban-frozen" / "s1"
     assert sorted(p.name for p in archived.iterdir()) == ["config.yaml", "metrics.csv", "results_mevf-legacy.json",
                                                           "results_pubmedclip-legacy.json", "results_sound.json"]
     shutil.rmtree(runs / "vqa_rad-mevf_ban-frozen" / "s1")  # a machine that holds only some runs
-    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [2, 2, 2]
+    assert list(report(grid, runs, tmp_path / "out")["seeds"]) == [2, 2, 2]
     shutil.rmtree(archived)  # dropping a run from the table
-    assert list(reproduce.report(runs, tmp_path / "out")["seeds"]) == [1, 1, 1]
+    assert list(report(grid, runs, tmp_path / "out")["seeds"]) == [1, 1, 1]
 
     with pytest.raises(UserError, match="inside the archive"):  # would replace the runs with their light files
-        reproduce.report(tmp_path / "out" / "runs", tmp_path / "out")
+        report(grid, tmp_path / "out" / "runs", tmp_path / "out")
     assert (runs / "vqa_rad-mevf_ban-frozen" / "s0" / "checkpoints" / "last.pt").is_file()
     (tmp_path / "out" / "runs" / "old-name").mkdir()
     shutil.copytree(runs / "vqa_rad-mevf_ban-frozen" / "s0", tmp_path / "out" / "runs" / "old-name" / "s0")
     with pytest.raises(UserError, match="old-name is not a row of this script"):
-        reproduce.report(runs, tmp_path / "out")
+        report(grid, runs, tmp_path / "out")
 
 
-def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) -> None:
+def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(grid: Grid) -> None:
     def result(row: str, seed: int, overall: float, schedule: str = "20 epochs", epochs: int = 20) -> dict:
         return {"row": row, "seed": seed, "protocol": "sound", "open": overall - 10, "closed": overall + 10,
                 "overall": overall, "schedule": schedule, "epochs": epochs, "finished": "stopped" not in schedule}
@@ -86,7 +107,7 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) 
                             result("vqa_rad-mevf_ban-frozen", 3, 55.0),
                             result("vqa_rad-mevf_ban-nearest", 1, 99.0, "20 epochs (stopped after 3)"),
                             result("vqa_rad-mevf_ban-frozen-bf16", 1, 40.0, "10 epochs", epochs=10)])
-    table = reproduce.ablation_table(results)
+    table = ablation_table(grid, results)
     assert len(table) == 1  # left out: the unfinished nearest run, the bf16 run of another length; all-train has none
     line = table.iloc[0]
     assert (line["base"], line["variant"], line["protocol"]) == ("vqa_rad-mevf_ban", "vqa_rad-mevf_ban-frozen", "sound")
@@ -94,7 +115,7 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(reproduce) 
     assert line["change open / closed / overall"] == "-9.0 / -9.0 / -9.0"  # means 61 and 52
     assert line["paired"] == "2 (0.7)"  # per-seed changes -10 and -11
     stopped = pd.DataFrame([result("vqa_rad-mevf_ban-frozen", 4, 30.0, "20 epochs (stopped after 3)", epochs=3)])
-    assert reproduce.ablation_table(pd.concat([results, stopped])).empty  # matched_ablation_table's, now
+    assert ablation_table(grid, pd.concat([results, stopped])).empty  # matched_ablation_table's, now
 
 
 def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float], val: list[float] | None,
@@ -115,7 +136,7 @@ def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float
     return run_dir
 
 
-def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finished(reproduce, tmp_path: Path) -> None:
+def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finished(grid: Grid, tmp_path: Path) -> None:
     reported_run = partial(archived_run, protocols=("pubmedclip-legacy",))
     reported_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[50, 60, 58], val=[70, 75, 75])  # stopped after 3
     reported_run(tmp_path, "vqa_rad-qcr-frozen", 88, 200, test=[40, 45, 52, 99], val=[60, 65, 64, 99])
@@ -124,11 +145,12 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
     reported_run(tmp_path, "vqa_rad-qcr-all-train", 88, 200, test=[51, 62, 60], val=None)  # no validation split
     archived_run(tmp_path, "vqa_rad-qcr-maml-unloaded", 88, 200, test=[1, 2], val=[1, 2],
                  protocols=("mevf-legacy",))  # no result of its row's protocols: reported nowhere
-    table = reproduce.matched_ablation_table(tmp_path)
+    table = matched_ablation_table(grid, tmp_path)
     frozen = table[table["variant"] == "vqa_rad-qcr-frozen"].set_index("protocol")
     assert list(frozen.index) == ["sound", "pubmedclip-legacy"] and set(frozen["epochs"]) == {"2/3"}  # seeds 1, 88
     sound = frozen.loc["sound"]  # best validation, first maximum: seed 1 epochs 1/0, seed 88 epochs 1/1
-    assert (sound["picked"], sound["base overall"], sound["variant overall"]) == ("1/0,1/1", "58.0 +- 2.8", "44.5 +- 0.7")
+    assert (sound["picked"], sound["base overall"], sound["variant overall"]) == (
+        "1/0,1/1", "58.0 +- 2.8", "44.5 +- 0.7")
     assert sound["change open / closed / overall"] == "-13.5 / -13.5 / -13.5"  # gold types: all shifted alike
     legacy = frozen.loc["pubmedclip-legacy"]  # best routed test within the matched epochs
     assert (legacy["picked"], legacy["seeds"]) == ("1/1,1/2", "1,88")
@@ -144,33 +166,34 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
             metrics = pd.read_csv(tmp_path / row / f"s{seed}" / "metrics.csv").iloc[:2]
             metrics.to_csv(tmp_path / row / f"s{seed}" / "metrics.csv", index=False)
     shutil.rmtree(tmp_path / "vqa_rad-qcr-all-train")
-    assert reproduce.matched_ablation_table(tmp_path).empty
+    assert matched_ablation_table(grid, tmp_path).empty
     reported_run(tmp_path, "vqa_rad-qcr-frozen", 2, 3, test=[40, 45, 99], val=[60, 65, 99])  # a longer seed alone
-    assert list(reproduce.matched_ablation_table(tmp_path)["epochs"]) == ["2/2", "2/2"]  # left out of ablation_table
+    assert list(matched_ablation_table(grid, tmp_path)["epochs"]) == ["2/2", "2/2"]  # left out of ablation_table
 
 
-def test_select_epoch_without_a_validation_split_takes_the_last_epoch(reproduce, tmp_path: Path) -> None:
+def test_replay_without_a_validation_split_takes_the_last_epoch(tmp_path: Path) -> None:
     run_dir = archived_run(tmp_path, "vqa_rad-qcr-all-train", 88, 3, test=[51, 62, 60], val=None)
-    chosen = reproduce.select_epoch(pd.read_csv(run_dir / "metrics.csv"), "sound")
+    chosen = replay(pd.read_csv(run_dir / "metrics.csv"), "sound")
     assert chosen.to_dict() == {"open": 50.0, "closed": 65.0, "overall": 60.0, "epoch": 2}
     with pytest.raises(ValueError, match="freeform"):
-        reproduce.select_epoch(pd.read_csv(run_dir / "metrics.csv"), "mevf-legacy")
+        replay(pd.read_csv(run_dir / "metrics.csv"), "mevf-legacy")
 
 
-def test_report_refuses_a_result_older_than_its_metrics(reproduce, tmp_path: Path) -> None:
+def test_report_refuses_a_result_older_than_its_metrics(grid: Grid, tmp_path: Path) -> None:
     run_dir = archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[50, 60, 58], val=[70, 75, 76])
     result = {"protocol": "sound", "open": 50.0, "closed": 65.0, "overall": 60.0, "n_open": 1, "n_closed": 1,
               "epoch": 1}  # evaluated after epoch 1; epoch 2 has since beaten it on validation
     (run_dir / "results_sound.json").write_text(json.dumps(result))
-    with pytest.raises(UserError, match=r"holds epoch 1, but after the 3 epochs .* sound picks epoch 2: evaluate again"):
-        reproduce.collect(tmp_path)
+    with pytest.raises(UserError,
+                       match=r"holds epoch 1, but after the 3 epochs .* sound picks epoch 2: evaluate again"):
+        collect(grid, tmp_path)
     (run_dir / "results_sound.json").write_text(json.dumps({**result, "epoch": 2}))
-    assert list(reproduce.collect(tmp_path)["epochs"]) == [3]
+    assert list(collect(grid, tmp_path)["epochs"]) == [3]
     (run_dir / "results_mevf-legacy.json").write_text(json.dumps({**result, "protocol": "mevf-legacy"}))
-    assert len(reproduce.collect(tmp_path)) == 1  # not a protocol of its row: passed over
+    assert len(collect(grid, tmp_path)) == 1  # not a protocol of its row: passed over
 
 
-def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys) -> None:
+def test_status_says_what_each_run_needs_next(reproduce, grid: Grid, tmp_path: Path, capsys) -> None:
     runs, archive = tmp_path / "runs", tmp_path / "out" / "runs"
     archived_run(archive, "vqa_rad-qcr", 88, 200, test=[50, 60], val=[70, 75])  # stopped; its run dir is gone
     finished = archived_run(archive, "vqa_rad-qcr-frozen", 88, 3, test=[40, 45, 52], val=[60, 65, 64])
@@ -182,7 +205,7 @@ def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys)
     (trained / "results_sound.json").write_text(json.dumps({"epoch": 0}))  # evaluated before its last epoch
 
     def states() -> dict[str, tuple[str, str, str, str]]:
-        frame = reproduce.run_status(runs, tmp_path / "out")
+        frame = run_status(grid, runs, tmp_path / "out")
         return {f"{line.row} s{line.seed}": (line.trained, line.archived, line.results, line.next)
                 for line in frame.itertuples()}
 
@@ -209,50 +232,51 @@ def test_status_says_what_each_run_needs_next(reproduce, tmp_path: Path, capsys)
     assert f"run vqa_rad-qcr-frozen --seeds 1 {where}" in printed and "evaluate" not in printed, printed
 
 
-def test_status_leaves_the_default_folders_out_of_its_commands(reproduce, tmp_path: Path, monkeypatch) -> None:
+def test_status_leaves_the_default_folders_out_of_its_commands(grid: Grid, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    run_dir = archived_run(reproduce.DEFAULT_RUNS, "vqa_rad-qcr-frozen", 1, 200, test=[40, 45], val=[60, 65])
-    assert list(reproduce.run_status(reproduce.DEFAULT_RUNS, reproduce.DEFAULT_OUT)["next"]) == [
+    run_dir = archived_run(grid.runs, "vqa_rad-qcr-frozen", 1, 200, test=[40, 45], val=[60, 65])
+    assert list(run_status(grid, grid.runs, grid.out)["next"]) == [
         "run vqa_rad-qcr-frozen --seeds 1"]
     for protocol in ("sound", "pubmedclip-legacy"):
         (run_dir / f"results_{protocol}.json").write_text(json.dumps({"epoch": 1}))
     (run_dir / "config.yaml").write_text("train: {epochs: 2}\n")
-    assert list(reproduce.run_status(reproduce.DEFAULT_RUNS, reproduce.DEFAULT_OUT)["next"]) == ["report"]
+    assert list(run_status(grid, grid.runs, grid.out)["next"]) == ["report"]
 
 
-def test_update_readme_refreshes_only_the_blocks_of_this_report(reproduce, tmp_path: Path) -> None:
+def test_update_readme_refreshes_only_the_blocks_of_this_report(tmp_path: Path) -> None:
     out = tmp_path / "results" / "cpu"
     out.mkdir(parents=True)
     (out / "table.md").write_text("| a |\n|---|\n| 1 |\n")
     readme = tmp_path / "README.md"
     other = "<!-- reproduce: results/h100/table.md -->\nkept\n<!-- /reproduce -->\n"
     readme.write_text(f"# Title\n<!-- reproduce: results/cpu/table.md -->\nstale\n<!-- /reproduce -->\nprose\n{other}")
-    assert reproduce.update_readme(readme, out) == 1
+    assert update_readme(readme, out) == 1
     assert readme.read_text() == ("# Title\n<!-- reproduce: results/cpu/table.md -->\n\n| a |\n|---|\n| 1 |\n\n"
                                   f"<!-- /reproduce -->\nprose\n{other}")
-    assert reproduce.update_readme(readme, out) == 1 and readme.read_text().count("| 1 |") == 1  # idempotent
+    assert update_readme(readme, out) == 1 and readme.read_text().count("| 1 |") == 1  # idempotent
 
     readme.write_text("no blocks\n")
     with pytest.raises(UserError, match="has no block quoting a file of"):
-        reproduce.update_readme(readme, out)
+        update_readme(readme, out)
     readme.write_text("<!-- reproduce: results/cpu/missing.md -->\n<!-- /reproduce -->\n")
     with pytest.raises(UserError, match="quotes results/cpu/missing.md, which the report did not write"):
-        reproduce.update_readme(readme, out)
+        update_readme(readme, out)
     assert readme.read_text() == "<!-- reproduce: results/cpu/missing.md -->\n<!-- /reproduce -->\n"
 
 
-def test_readme_quotes_the_committed_tables(reproduce) -> None:
-    blocks = list(reproduce.README_BLOCK.finditer((REPO / "README.md").read_text()))
+def test_readme_quotes_the_committed_tables() -> None:
+    blocks = list(README_BLOCK.finditer((REPO / "README.md").read_text()))
     assert len(blocks) >= 3
     for block in blocks:
         quoted, content = block[2], block[0][len(block[1]):]
-        assert content.strip() == (REPO / quoted).read_text().strip(), f"README block {quoted} is stale: report --readme"
+        assert content.strip() == (REPO / quoted).read_text().strip(), \
+            f"README block {quoted} is stale: report --readme"
 
 
 @pytest.mark.parametrize("machine", ["cpu", "h100"])
-def test_committed_tables_rebuild_from_their_archive(reproduce, machine: str) -> None:
+def test_committed_tables_rebuild_from_their_archive(grid: Grid, machine: str) -> None:
     results = REPO / "experiments" / "results" / machine
-    rebuilt = reproduce.collect(results / "runs")
+    rebuilt = collect(grid, results / "runs")
     committed = pd.read_csv(results / "runs.csv")
     assert len(rebuilt) == len(committed) > 0
     columns = ["row", "seed", "protocol", "overall", "schedule"]
@@ -260,14 +284,14 @@ def test_committed_tables_rebuild_from_their_archive(reproduce, machine: str) ->
 
 
 @pytest.mark.parametrize("machine", ["cpu", "h100"])
-def test_metrics_csv_replays_the_archived_sound_and_test_selected_results(reproduce, machine: str) -> None:
+def test_metrics_csv_replays_the_archived_sound_and_test_selected_results(machine: str) -> None:
     replayed = 0
     for run_dir in sorted((REPO / "experiments" / "results" / machine / "runs").glob("*/s*")):
         metrics = pd.read_csv(run_dir / "metrics.csv")
-        for protocol in reproduce.MATCHED_PROTOCOLS:
+        for protocol in REPLAYABLE:
             path = run_dir / f"results_{protocol}.json"
             if path.is_file():
-                result, chosen = json.loads(path.read_text()), reproduce.select_epoch(metrics, protocol)
+                result, chosen = json.loads(path.read_text()), replay(metrics, protocol)
                 assert chosen["epoch"] == result["epoch"], path
                 assert [round(chosen[k], 2) for k in ("open", "closed", "overall")] == \
                     [result[k] for k in ("open", "closed", "overall")], path
@@ -298,13 +322,13 @@ def evaluated_run(root: Path, row: str, seed: int, epochs: int, picked: int) -> 
     return run_dir
 
 
-def test_report_keeps_the_archive_when_a_run_is_stale_or_another(reproduce, tmp_path: Path) -> None:
+def test_report_keeps_the_archive_when_a_run_is_stale_or_another(grid: Grid, tmp_path: Path) -> None:
     runs, out = tmp_path / "runs", tmp_path / "out"
     archived = evaluated_run(out / "runs", "vqa_rad-qcr-frozen", 88, 3, picked=2)
     kept = (archived / "results_sound.json").read_text()
     stale = evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 3, picked=1)  # resumed, not evaluated again
     with pytest.raises(UserError, match="holds epoch 1, .* picks epoch 2: evaluate again"):
-        reproduce.report(runs, out)
+        report(grid, runs, out)
     assert (archived / "results_sound.json").read_text() == kept
 
     shutil.rmtree(stale)
@@ -312,7 +336,7 @@ def test_report_keeps_the_archive_when_a_run_is_stale_or_another(reproduce, tmp_
     evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 4, picked=3)  # train.epochs=4: another run than the archived
     with pytest.raises(UserError, match=r"s88 is another run than the one archived in .*s88 \(its config differs: "
                                         r"train.epochs 3 -> 4\): report it to another --out"):
-        reproduce.archive(runs, out / "runs")
+        archive(runs, out / "runs")
     assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s88"]
     assert (archived / "results_sound.json").read_text() == kept
 
@@ -320,21 +344,21 @@ def test_report_keeps_the_archive_when_a_run_is_stale_or_another(reproduce, tmp_
     evaluated_run(runs, "vqa_rad-qcr-frozen", 88, 2, picked=1)
     (runs / "vqa_rad-qcr-frozen" / "s88" / "config.yaml").write_text((archived / "config.yaml").read_text())
     with pytest.raises(UserError, match=r"s88 has trained 2 epochs, its archived copy .*s88 3: train it on"):
-        reproduce.archive(runs, out / "runs")
+        archive(runs, out / "runs")
     assert (archived / "results_sound.json").read_text() == kept
 
     archived.rename(archived.with_name(".s88.retired"))  # a report stopped between its two renames
     (archived.parent / ".s1.partial").mkdir()  # and one stopped while copying
     shutil.rmtree(runs / "vqa_rad-qcr-frozen" / "s88")
-    assert reproduce.archive(runs, out / "runs") == 1
+    assert archive(runs, out / "runs") == 1
     assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s1", "s88"]
     assert (archived / "results_sound.json").read_text() == kept
     shutil.copytree(archived, archived.with_name(".s88.retired"))  # the new copy complete, the old one left
-    assert reproduce.archive(runs, out / "runs") == 1
+    assert archive(runs, out / "runs") == 1
     assert sorted(p.name for p in (out / "runs" / "vqa_rad-qcr-frozen").iterdir()) == ["s1", "s88"]
 
 
-def test_update_readme_refuses_a_block_without_its_closer(reproduce, tmp_path: Path) -> None:
+def test_update_readme_refuses_a_block_without_its_closer(tmp_path: Path) -> None:
     out = tmp_path / "cpu"
     out.mkdir()
     (out / "table.md").write_text("| a |\n")
@@ -343,7 +367,7 @@ def test_update_readme_refuses_a_block_without_its_closer(reproduce, tmp_path: P
             "<!-- reproduce: cpu/table.md -->\nold\n<!-- /reproduce -->\n")
     readme.write_text(text)
     with pytest.raises(UserError, match=r"README.md line 1: the block quoting cpu/table.md has no"):
-        reproduce.update_readme(readme, out)
+        update_readme(readme, out)
     assert readme.read_text() == text
 
 
@@ -365,7 +389,61 @@ def test_report_without_runs(reproduce, tmp_path: Path) -> None:
     ({"visual": ["clip", "cdae"], "freeze_visual": ["clip"]}, "clip frozen, other branches fine-tuned"),
     ({"visual": ["maml", "cdae"], "freeze_visual": []}, "fine-tuned branches"),
 ])
-def test_schedule_names_the_frozen_branches(reproduce, tmp_path: Path, model: dict, expected: str) -> None:
+def test_schedule_names_the_frozen_branches(tmp_path: Path, model: dict, expected: str) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": model, "train": {"epochs": 20}}))
-    assert reproduce.schedule(tmp_path, 20) == (f"20 epochs, {expected}", True)
-    assert reproduce.schedule(tmp_path, 5) == (f"20 epochs, {expected} (stopped after 5)", False)
+    assert schedule(tmp_path, 20) == (f"20 epochs, {expected}", True)
+    assert schedule(tmp_path, 5) == (f"20 epochs, {expected} (stopped after 5)", False)
+
+
+def test_an_archived_config_of_the_flat_layout_compares_with_a_run_of_today(grid: Grid) -> None:
+    archived = REPO / "experiments/results/cpu/runs/vqa_rad-qcr-maml-unloaded/s88"
+    assert "weights" in yaml.safe_load((archived / "config.yaml").read_text())["model"]  # model.weights.maml: ''
+    old = saved_config(archived)
+    assert old["model"]["encoders"]["maml"] == {"weights": ""} and old["model"]["head"]["rnn"] == "GRU"
+    cdae = old["model"]["encoders"]["cdae"]["weights"]  # a path then, where today's config reads the prepared copy
+    row = grid.rows["vqa_rad-qcr-maml-unloaded"]
+    new = load_config(grid.config_path("vqa_rad-qcr-maml-unloaded"),
+                      [*row.overrides, "train.seed=88", f"model.encoders.cdae.weights={cdae}"]).to_dict()
+    assert config_changes(old, new) == {}
+    assert config_changes(yaml.safe_load((archived / "config.yaml").read_text()), {**new, "train": {"lr": 1}}) == {
+        "train.lr": (0.002, 1)}
+
+
+def test_a_grid_refuses_unknown_protocols_and_ablation_rows() -> None:
+    row = Row("configs/synthetic/qcr_tiny.yaml", ("sound",))
+    with pytest.raises(UserError, match=r"row tiny: protocols \['best'\] must name some of sound, "):
+        Grid({"tiny": Row(row.config, ("best",))})
+    with pytest.raises(UserError, match="ablation 'longer' compares tiny-long, which is not a row of the grid"):
+        Grid({"tiny": row}, (Ablation("longer", "tiny", "tiny-long"),))
+    with pytest.raises(UserError, match="at least one row"):
+        Grid({})
+
+
+def test_a_grid_of_its_own_runs_reports_and_says_what_comes_next(synthetic_data: Path, tmp_path: Path,
+                                                                  monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny = "synthetic/mevf_ban_tiny.yaml"
+    grid = Grid({"tiny": Row(tiny, ("sound", "pubmedclip-legacy"), {"sound": (1.0, 2.0, None)}),
+                 "tiny-frozen": Row(tiny, ("sound",), overrides=("model.freeze_visual=true",))},
+                (Ablation("freeze the branches", "tiny", "tiny-frozen"),),
+                root=REPO / "configs", runs=Path("mine"), out=Path("report"))
+    assert reproduce_main(grid, ["list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["tiny-frozen", tiny, "sound"]
+    with pytest.raises(SystemExit):
+        reproduce_main(grid, ["run", "tiny", "--data", "vqa_rad=data"])
+    assert "(DATASET one of synthetic), e.g. synthetic=" in capsys.readouterr().err
+    for name in grid.rows:
+        assert reproduce_main(grid, ["run", name, "--seeds", "0", "--data", f"synthetic={synthetic_data}",
+                                     "train.epochs=1"]) == 0
+    assert sorted(p.name for p in Path("mine/tiny/s0").glob("results_*.json")) == [
+        "results_pubmedclip-legacy.json", "results_sound.json"]
+    assert list(run_status(grid, grid.runs, grid.out)["next"]) == ["report", "report"]  # the default folders
+
+    assert reproduce_main(grid, ["report"]) == 0
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert "| tiny | sound | 1 | 1 epochs, fine-tuned branches |" in table and "| 1.0 / 2.0 / - |" in table
+    assert "| tiny-frozen | sound | 1 | 1 epochs, frozen branches |" in table
+    ablation = (tmp_path / "report" / "ablation.md").read_text()
+    assert "| freeze the branches | tiny | tiny-frozen | sound |" in ablation  # the protocol both rows report
+    assert sorted(p.name for p in Path("report/runs").iterdir()) == ["tiny", "tiny-frozen"]
+    assert list(run_status(grid, grid.runs, grid.out)["next"]) == ["done", "done"]

@@ -25,8 +25,8 @@ def test_mevf_ban_full_recipe_on_vqa_rad(data_root: Path, tmp_path: Path) -> Non
     run = tmp_path / "run"
     assert train.main(["--config", str(REPO / "configs/vqa_rad/mevf_ban.yaml"), "--out", str(run),
                        f"data.root={data}", "train.progress=false", "train.device=auto",
-                       f"model.weights.maml={weights / 'pretrained_maml.weights'}",
-                       f"model.weights.cdae={weights / 'pretrained_ae.pth'}"]) == 0
+                       f"model.encoders.maml.weights={weights / 'pretrained_maml.weights'}",
+                       f"model.encoders.cdae.weights={weights / 'pretrained_ae.pth'}"]) == 0
     sound = evaluate_run(run, "sound")
     assert sound["overall"] >= 58.0 and sound["n_open"] + sound["n_closed"] == 451
     legacy = evaluate_run(run, "mevf-legacy")

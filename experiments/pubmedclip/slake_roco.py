@@ -10,10 +10,10 @@ Each SLAKE image (English records) becomes a pair whose caption names its modali
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from infra.files import write_text_atomic
+from infra.files import read_text, write_text_atomic
+from pubmedclip.data import read_labelled
 
 MODALITY = {"CT": "a computed tomography scan", "MRI": "a magnetic resonance image", "X-Ray": "an x-ray"}
 SPLITS = {"train": "train", "validation": "validate", "test": "test"}
@@ -21,17 +21,10 @@ SPLITS = {"train": "train", "validation": "validate", "test": "test"}
 
 def slake_captions(data_root: Path, split: str) -> list[tuple[Path, str]]:
     """(image path, templated caption) for each SLAKE image with English questions in ``split``."""
-    data_root = data_root.resolve()
-    first: dict[str, dict] = {}
-    for q in json.loads((data_root / "slake" / "Slake1.0" / f"{split}.json").read_text(encoding="utf-8")):
-        if q["q_lang"] == "en":
-            first.setdefault(q["img_name"], q)
     return [
-        (
-            data_root / "slake" / "Slake1.0" / "imgs" / name,
-            f"{MODALITY[q['modality']]} of the {q['location'].replace('_', ' ').lower()}",
-        )
-        for name, q in first.items()
+        (image.image, f"{MODALITY[image.labels['modality']]} of the {image.labels['organ'].replace('_', ' ').lower()}")
+        for image in read_labelled(data_root.resolve() / "slake" / "Slake1.0")
+        if image.split == split
     ]
 
 
@@ -49,8 +42,8 @@ def write_roco_layout(data_root: Path, out: Path, sizes: dict[str, int], roco_li
             captions.append(f"SLAKE_{split}_{i}\t {caption}")
             links.append(f"SLAKE_{split}_{i}\tlocal {image}\t{name}")
         if split == "train" and roco_lines:
-            captions += (real / "captions.txt").read_text(encoding="utf-8").splitlines()[:roco_lines]
-            links += (real / "dlinks.txt").read_text(encoding="utf-8").splitlines()[:roco_lines]
+            captions += read_text(real / "captions.txt").splitlines()[:roco_lines]
+            links += read_text(real / "dlinks.txt").splitlines()[:roco_lines]
         write_text_atomic(folder / "captions.txt", "\n".join(captions) + "\n")
         write_text_atomic(folder / "dlinks.txt", "\n".join(links) + "\n")
 

@@ -8,6 +8,7 @@ Layout::
     answers.json        the default answer vocabulary (all / closed / open)
     embeddings.npz      glove, tfidf_published, tfidf_corrected: [n_words, 300] float32
     images/manifest.json, images/<spec>.npy   uint8 caches, one row per image
+    weights/            the MEVF encoder weights the source carried (or --encoder-weights), if any
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.datasets import DATASETS
 from data_prep.records import SPLITS, VQARecord
 from data_prep.text import ANSWER_SOURCES, AnswerVocab, Dictionary
 from infra.errors import UserError
@@ -34,7 +36,7 @@ class PreparedDataset:
         missing = [name for name in REQUIRED_FILES if not (self.root / name).is_file()]
         if missing:
             raise UserError(f"{self.root} is not a prepared dataset (missing {missing[0]}); "
-                            f"create it with: medvqa prepare {{vqa-rad,slake,synthetic}} --out {self.root}")
+                            f"create it with: medvqa prepare {{{','.join(DATASETS.names())}}} --out {self.root}")
         self.summary = json.loads((self.root / "summary.json").read_text())
         self.name: str = self.summary["dataset"]
         self._manifest = json.loads((self.root / "images" / "manifest.json").read_text())
@@ -46,7 +48,8 @@ class PreparedDataset:
         ``embeddings`` or ``images:<spec>`` (e.g. ``images:gray84``).
 
         Provenance (source path, preparation date) is in no part, so the same data prepared again or
-        moved elsewhere keeps its digests; another split, vocabulary or resize filter does not.
+        moved elsewhere keeps its digests; another split, vocabulary or resize filter does not. Nor are
+        the encoder weights (``encoder_weights``): an encoder identifies the weights it loads itself.
         """
         if part not in self._digests:
             digest = hashlib.sha256()
@@ -65,6 +68,17 @@ class PreparedDataset:
                 raise UserError(f"unknown data part {part!r}: records, dictionary, embeddings or images:<spec>")
             self._digests[part] = digest.hexdigest()[:16]
         return self._digests[part]
+
+    def encoder_weights(self, name: str) -> Path | None:
+        """The absolute path of visual encoder ``name``'s (``maml``, ``cdae``) weights carried in this
+        directory, or None where ``medvqa prepare`` found none."""
+        relative = self.summary.get("encoder_weights", {}).get(name)
+        if relative is None:
+            return None
+        path = (self.root / relative).absolute()
+        if not path.is_file():
+            raise UserError(f"{self.root}: summary.json names {relative} for encoder {name!r}, but it is missing")
+        return path
 
     @cached_property
     def all_records(self) -> list[VQARecord]:

@@ -1,8 +1,10 @@
-"""VQA models: shared blocks, visual encoders (registered by name) and heads built by ``create_model``."""
-from medvqa.models import cdae, clip, maml, mevf, qcr, type_classifier  # noqa: F401  (fill the registries)
+"""VQA models: shared blocks, visual encoders and VQA heads, each registered by name with its own settings."""
+from medvqa.models import cdae, clip, maml, mevf, qcr  # noqa: F401  (fill the registries)
 from medvqa.models.head import VQAHead, VQAOutput
-from medvqa.models.registry import create_model, list_models, register_model
+from medvqa.models.registry import HEADS, create_head, list_heads, register_head
+from medvqa.models.type_classifier import QuestionTypeClassifier
 from medvqa.models.visual import (
+    ENCODERS,
     FeatureCache,
     InputSpec,
     VisualEncoder,
@@ -12,6 +14,7 @@ from medvqa.models.visual import (
 )
 
 __all__ = [
-    "FeatureCache", "InputSpec", "VQAHead", "VQAOutput", "VisualEncoder", "create_encoder", "create_model",
-    "list_encoders", "list_models", "register_encoder", "register_model",
+    "ENCODERS", "FeatureCache", "HEADS", "InputSpec", "QuestionTypeClassifier", "VQAHead", "VQAOutput",
+    "VisualEncoder", "create_encoder", "create_head", "list_encoders", "list_heads", "register_encoder",
+    "register_head",
 ]

@@ -1,13 +1,15 @@
 """The convolutional denoising auto-encoder (CDAE) visual branch (128x128 grayscale)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medvqa.models.visual import InputSpec, VisualEncoder, register_encoder
+from data_prep.input_spec import InputSpec
+from medvqa.models.visual import VisualEncoder, register_encoder
 
 CDAE_INPUT = InputSpec(key="gray128", size=128, channels=1)
 CODE_SHAPE = (16, 32, 32)
@@ -61,10 +63,16 @@ class CDAEEncoder(VisualEncoder):
             raise ValueError(f"{path}: missing keys {result.missing_keys}, unexpected keys {result.unexpected_keys}")
 
 
-@register_encoder("cdae")
-def cdae(weights: str | Path | None = None, reconstruction_weight: float = 0.001) -> CDAEEncoder:
-    """The CDAE, from the published weights when ``weights`` names them."""
-    encoder = CDAEEncoder(reconstruction_weight)
-    if weights:
-        encoder.load_published(weights)
+@dataclass
+class CDAESettings:
+    weights: str = ""  # pretrained_ae.pth; "prepared": the copy in the prepared data; "": random init
+    reconstruction_weight: float = 0.001  # weight of the reconstruction MSE in the training loss
+
+
+@register_encoder("cdae", settings=CDAESettings)
+def cdae(settings: CDAESettings) -> CDAEEncoder:
+    """The CDAE, from the published weights when ``settings.weights`` names them."""
+    encoder = CDAEEncoder(settings.reconstruction_weight)
+    if settings.weights:
+        encoder.load_published(settings.weights)
     return encoder

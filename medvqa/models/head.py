@@ -1,6 +1,7 @@
 """What every VQA head shares: its output type, answer-set loss and visual/language set-up."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medvqa.config import frozen_encoders
-from medvqa.models.visual import VisualFrontEnd, create_encoder
+from medvqa.models.visual import VisualFrontEnd
 
 LOSS_REDUCTIONS = ("instance", "mean")
 
@@ -34,33 +34,34 @@ def answer_bce(logits: Tensor, targets: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"loss reduction {reduction!r}: expected one of {LOSS_REDUCTIONS}")
 
 
-def build_visual(visual: dict[str, str | None], freeze: bool | list[str],
-                 reconstruction_weight: float) -> VisualFrontEnd:
-    """Encoders by name (value: weights file or None); ``freeze``: all of them (true) or the named ones."""
-    frozen = frozen_encoders(freeze, list(visual))
-    encoders = {}
-    for name, weights in visual.items():
-        kwargs = {"weights": weights}
-        if name == "cdae":
-            kwargs["reconstruction_weight"] = reconstruction_weight
-        encoder = create_encoder(name, **kwargs)
-        if name in frozen:
-            encoder.freeze()
-        encoders[name] = encoder
-    return VisualFrontEnd(encoders)
-
-
 class VQAHead(nn.Module):
-    """Base: ``forward(tokens, images=, features=, is_open=) -> VQAOutput`` and ``loss(output, targets, is_open)``.
+    """A VQA head: ``forward(tokens, images=, features=, is_open=) -> VQAOutput`` and
+    ``loss(output, targets, is_open)``.
 
-    ``answer_branches`` names the answer positions: one ``("all", n)`` block, or ``("closed", n1), ("open", n2)``.
+    What the trainer asks of a head, so that it never needs to know one by name:
+
+    - ``branches``: the answer sets it scores, by the names of ``AnswerVocab``'s sets: ``("all",)``,
+      or ``("closed", "open")`` for a head with one classifier per answer type. ``answer_branches``
+      pairs each with its size for the run's answer vocabulary.
+    - ``routed_by_type``: each question goes to the branch of its answer type (gold types in
+      training; under ``pubmedclip-legacy``, those the question-type classifier predicts).
+    - ``loss``: its training loss, auxiliary losses of the visual branches included.
     """
 
-    visual: VisualFrontEnd
-    answer_branches: list[tuple[str, int]]
+    branches: tuple[str, ...] = ("all",)
+    routed_by_type: bool = False
+
+    def __init__(self, answer_sizes: Mapping[str, int], visual: VisualFrontEnd) -> None:
+        super().__init__()
+        missing = [name for name in self.branches if name not in answer_sizes]
+        if missing:
+            raise ValueError(f"{type(self).__name__} scores answer sets {list(self.branches)}, "
+                             f"but the vocabulary has only {list(answer_sizes)}")
+        self.answer_branches = [(name, answer_sizes[name]) for name in self.branches]
+        self.visual = visual
 
     def init_word_embeddings(self, glove: np.ndarray, tfidf_glove: np.ndarray | None) -> None:
-        raise NotImplementedError
+        """Set the word embeddings from GloVe (and its tf-idf weighted copy); a head without any ignores this."""
 
     @property
     def num_answers(self) -> int:

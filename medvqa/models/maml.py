@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medvqa.models.visual import InputSpec, VisualEncoder, register_encoder
+from data_prep.input_spec import InputSpec
+from medvqa.models.visual import VisualEncoder, register_encoder
 
 MAML_INPUT = InputSpec(key="gray84", size=84, channels=1)
 
@@ -52,10 +54,15 @@ class MAMLEncoder(VisualEncoder):
                 conv.bias.copy_(torch.from_numpy(weights[f"b{i}"]))
 
 
-@register_encoder("maml")
-def maml(weights: str | Path | None = None) -> MAMLEncoder:
-    """The MAML CNN, from the published weights when ``weights`` names them."""
+@dataclass
+class MAMLSettings:
+    weights: str = ""  # pretrained_maml.weights; "prepared": the copy in the prepared data; "": random init
+
+
+@register_encoder("maml", settings=MAMLSettings)
+def maml(settings: MAMLSettings) -> MAMLEncoder:
+    """The MAML CNN, from the published weights when ``settings.weights`` names them."""
     encoder = MAMLEncoder()
-    if weights:
-        encoder.load_published(weights)
+    if settings.weights:
+        encoder.load_published(settings.weights)
     return encoder

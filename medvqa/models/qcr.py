@@ -1,7 +1,9 @@
 """QCR+TCR: separate BAN reasoning for closed and open questions, each conditioned on a question-attention vector."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
@@ -9,25 +11,22 @@ from torch import Tensor, nn
 from medvqa.models.ban import BAN
 from medvqa.models.classifier import AnswerClassifier
 from medvqa.models.embedding import WordEmbedding
-from medvqa.models.head import VQAHead, VQAOutput, answer_bce, build_visual, masked_logits, route_rows
+from medvqa.models.head import VQAHead, VQAOutput, answer_bce, masked_logits, route_rows
 from medvqa.models.question import AttendedQuestionMLP, QuestionEncoder
-from medvqa.models.registry import register_model
+from medvqa.models.registry import register_head
+from medvqa.models.visual import VisualFrontEnd
 
 
 @dataclass
-class QCRConfig:
-    ntoken: int
-    num_closed: int  # closed-branch answer set (56 on VQA-RAD)
-    num_open: int  # open-branch answer set (431 on VQA-RAD)
-    visual: dict[str, str | None] = field(default_factory=lambda: {"maml": None, "cdae": None})
-    freeze_visual: bool | list[str] = False
-    rnn: str = "GRU"
+class QCRSettings:
+    """``model.head`` of a QCR+TCR run (defaults: the published QCR recipe)."""
+
+    rnn: str = "GRU"  # question encoder: "GRU" or "LSTM"
     hidden_dim: int = 1024
-    glimpses: int = 2
-    tfidf: bool = True
-    dropout: float = 0.5
-    reconstruction_weight: float = 0.001
-    loss_reduction: str = "mean"
+    glimpses: int = 2  # BAN glimpses of each branch (PubMedCLIP's QCR configs: 10)
+    tfidf: bool = True  # 600-d tokens (GloVe + tf-idf GloVe)
+    dropout: float = 0.5  # classifier dropout
+    loss_reduction: str = "mean"  # BCE averaged over all entries, per branch; or "instance"
 
 
 class QCR(VQAHead):
@@ -37,18 +36,20 @@ class QCR(VQAHead):
     positions are -inf. The BAN output is multiplied by the question-conditioned vector (QCR) first.
     """
 
-    def __init__(self, config: QCRConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.answer_branches = [("closed", config.num_closed), ("open", config.num_open)]
-        self.visual = build_visual(config.visual, config.freeze_visual, config.reconstruction_weight)
-        self.w_emb = WordEmbedding(config.ntoken, tfidf=config.tfidf)
-        self.q_emb = QuestionEncoder(self.w_emb.output_dim, config.hidden_dim, config.rnn)
-        h = config.hidden_dim
-        self.type_attention = AttendedQuestionMLP(config.ntoken, (h, 2 * h, h, h))
-        self.fusion = nn.ModuleDict({name: BAN(self.visual.output_dim, h, config.glimpses)
+    branches = ("closed", "open")
+    routed_by_type = True
+
+    def __init__(self, settings: QCRSettings, ntoken: int, answer_sizes: Mapping[str, int],
+                 visual: VisualFrontEnd) -> None:
+        super().__init__(answer_sizes, visual)
+        self.settings = settings
+        self.w_emb = WordEmbedding(ntoken, tfidf=settings.tfidf)
+        self.q_emb = QuestionEncoder(self.w_emb.output_dim, settings.hidden_dim, settings.rnn)
+        h = settings.hidden_dim
+        self.type_attention = AttendedQuestionMLP(ntoken, (h, 2 * h, h, h))
+        self.fusion = nn.ModuleDict({name: BAN(self.visual.output_dim, h, settings.glimpses)
                                      for name, _ in self.answer_branches})
-        self.classifiers = nn.ModuleDict({name: AnswerClassifier(h, 2 * h, n, config.dropout)
+        self.classifiers = nn.ModuleDict({name: AnswerClassifier(h, 2 * h, n, settings.dropout)
                                           for name, n in self.answer_branches})
 
     def init_word_embeddings(self, glove: np.ndarray, tfidf_glove: np.ndarray | None) -> None:
@@ -82,12 +83,12 @@ class QCR(VQAHead):
             if r.numel():
                 cols = slice(start, start + n)
                 loss = loss + answer_bce(output.logits[r, cols].float(), targets[r, cols],
-                                         self.config.loss_reduction)
+                                         self.settings.loss_reduction)
             start += n
         return loss if output.aux_loss is None else loss + output.aux_loss
 
 
-@register_model("qcr")
-def qcr(**cfg) -> QCR:
-    """QCR+TCR with two BAN stacks (GRU question encoder, 2 glimpses)."""
-    return QCR(QCRConfig(**cfg))
+@register_head("qcr", settings=QCRSettings)
+def qcr(settings: QCRSettings, **context: Any) -> QCR:
+    """QCR+TCR with two BAN stacks, one per answer type."""
+    return QCR(settings, **context)

@@ -1,15 +1,25 @@
-"""The registry of VQA heads: ``@register_model(name)`` on a builder, ``create_model(name, **cfg)`` to build."""
+"""The registry of VQA heads: ``@register_head(name, settings=Dataclass)`` on a builder.
+
+A builder takes the head's settings (``model.head`` of a run config, validated into its dataclass)
+and what the data decides, ``ntoken``, ``answer_sizes`` and the ``visual`` front end, and returns a
+``VQAHead``. ``create_head(name, {...}, ...)`` builds one.
+"""
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from infra.registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
-register_model = MODELS.register
-list_models = MODELS.names
+if TYPE_CHECKING:
+    from medvqa.models.head import VQAHead
+
+HEADS: Registry[VQAHead] = Registry("VQA head")
+register_head = HEADS.register
+list_heads = HEADS.names
 
 
-def create_model(name: str, **cfg) -> nn.Module:
-    """Build a registered model; keyword arguments set to None keep the builder's defaults."""
-    return MODELS.create(name, **{k: v for k, v in cfg.items() if v is not None})
+def create_head(name: str, settings: dict[str, Any] | Any | None = None, where: str = "config",
+                **context: Any) -> VQAHead:
+    """Build the head ``name`` (settings: a mapping or its settings dataclass; context: ntoken, answer_sizes,
+    visual)."""
+    return HEADS.create(name, settings, where, "model.head", **context)

@@ -1,11 +1,10 @@
-"""The question-type (closed vs open) classifier that routes QCR questions at evaluation."""
+"""The question-type (closed vs open) classifier that routes heads ``routed_by_type`` (QCR) at evaluation."""
 from __future__ import annotations
 
 import numpy as np
 from torch import Tensor, nn
 
 from medvqa.models.question import AttendedQuestionMLP
-from medvqa.models.registry import register_model
 
 
 class QuestionTypeClassifier(nn.Module):
@@ -21,7 +20,3 @@ class QuestionTypeClassifier(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         return self.net(tokens)  # [B, 2]
 
-
-@register_model("type_classifier")
-def type_classifier(**cfg) -> QuestionTypeClassifier:
-    return QuestionTypeClassifier(**cfg)

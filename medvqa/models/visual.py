@@ -1,4 +1,4 @@
-"""The visual-encoder interface, its registry, and an on-disk feature cache for frozen encoders.
+"""The visual-encoder interface, its registry, and the encodings of frozen encoders through the feature cache.
 
 An encoder maps images ``[B, C, H, W]`` (prepared as its ``input_spec`` says) to ``[B, output_dim]``.
 MAML, CDAE, CLIP towers and a user's own encoder implement it; ``@register_encoder`` makes one
@@ -6,29 +6,18 @@ buildable by name from a config.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from medvqa.models.registry import Registry
-from infra.files import torch_save_atomic
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """How images reach an encoder: the prepared cache (``key``), channels and normalisation."""
-
-    key: str  # prepared image cache: "gray84", "gray128", "rgb224", ... (gray<N> or rgb<N>)
-    size: int
-    channels: int
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
+from data_prep.input_spec import InputSpec
+from infra.feature_cache import FeatureCache, encoder_description, encoder_identity
+from infra.registry import Registry
 
 
 class VisualEncoder(nn.Module):
@@ -61,24 +50,38 @@ class VisualEncoder(nn.Module):
     def train(self, mode: bool = True) -> "VisualEncoder":
         return super().train(mode and self.trainable)
 
+    def describe(self) -> dict[str, Any]:
+        """What the encodings depend on besides the images (JSON): input spec and weights (sha256)."""
+        return encoder_description(self.input_spec, self.state_dict())
+
     def identity(self) -> str:
-        """A digest of the encoder's name, input spec and weights: the feature-cache key."""
-        digest = hashlib.sha1(f"{self.name}{self.input_spec}".encode())
-        for key, tensor in sorted(self.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return f"{self.name}-{digest.hexdigest()[:16]}"
+        """``<name>-<digest>`` of the name and ``describe()``: the same weights and input, the same identity."""
+        return encoder_identity(self.name, self.describe())
 
 
+PREPARED_WEIGHTS = "prepared"  # an encoder's ``weights``: the copy the prepared data carries (``medvqa prepare``)
 ENCODERS: Registry[VisualEncoder] = Registry("visual encoder")
-register_encoder = ENCODERS.register  # decorator on a builder ``fn(**kwargs) -> VisualEncoder``
+register_encoder = ENCODERS.register  # decorator on a builder ``fn(settings) -> VisualEncoder``
 list_encoders = ENCODERS.names
 
 
-def create_encoder(name: str, **kwargs) -> VisualEncoder:
-    encoder = ENCODERS.create(name, **kwargs)
+def create_encoder(name: str, settings: dict | Any | None = None, where: str = "config") -> VisualEncoder:
+    """Build the encoder ``name`` from its settings (``model.encoders.<name>`` of a run config)."""
+    encoder = ENCODERS.create(name, settings, where, key=f"model.encoders.{name}")
     encoder.name = name
     return encoder
+
+
+def frozen_encoders(freeze: bool | list[str], names: Sequence[str]) -> list[str]:
+    """The encoders ``model.freeze_visual`` freezes among ``names``: all (true), none (false) or those listed."""
+    if isinstance(freeze, str):
+        raise ValueError(f"freeze_visual {freeze!r}: give true, false or a list of encoder names, e.g. [{freeze}]")
+    frozen = list(names) if freeze is True else list(freeze or ())
+    unknown = [name for name in frozen if name not in names]
+    if unknown:
+        raise ValueError(f"freeze_visual names {unknown}, which are not visual encoders of this model "
+                         f"({', '.join(names)})")
+    return frozen
 
 
 def images_to_tensor(images: np.ndarray, spec: InputSpec) -> Tensor:
@@ -117,46 +120,27 @@ def calibrate_batchnorm(encoder: VisualEncoder, images: Tensor, batch_size: int 
         m.eval()
 
 
-class FeatureCache:
-    """Encodings of a frozen encoder stored on disk, keyed by (encoder identity, images, image id).
+def frozen_features(encoder: VisualEncoder, cache: FeatureCache, image_ids: Sequence[str],
+                    load_images: Callable[[list[str]], Tensor], images_digest: str, batch_size: int = 64) -> Tensor:
+    """``[len(image_ids), D]`` encodings of a frozen encoder, read from ``cache`` or computed and stored there.
 
-    One file per encoder identity and image-cache digest, ``<root>/<identity>-<images>.pt`` =
-    {"ids": [...], "features": [N, D]}: the same image ids resized another way are other images.
-    Missing images are encoded once and the file is rewritten atomically.
+    The cache table is that of the encoder's description plus ``images_digest`` (the same image ids resized
+    another way are other images), with image ids as item keys; ``load_images(ids)`` gives ``[n, C, H, W]``.
     """
+    def encode(missing: list[str]) -> dict[str, np.ndarray]:
+        encoder.eval()
+        device = encoder_device(encoder)
+        codes = {}
+        with torch.no_grad():
+            for start in range(0, len(missing), batch_size):
+                chunk = missing[start:start + batch_size]
+                encoded = encoder.encode(load_images(chunk).to(device))  # [n, D]
+                codes.update(zip(chunk, encoded.float().cpu().numpy()))
+        return codes
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def path(self, identity: str) -> Path:
-        return self.root / f"{identity}.pt"
-
-    def load(self, identity: str) -> dict[str, Tensor]:
-        path = self.path(identity)
-        if not path.exists():
-            return {}
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        return dict(zip(stored["ids"], stored["features"]))
-
-    def features(self, encoder: VisualEncoder, image_ids: Sequence[str],
-                 load_images: Callable[[list[str]], Tensor], images_digest: str, batch_size: int = 64) -> Tensor:
-        """``[len(image_ids), D]`` encodings; images not cached yet are loaded, encoded and stored."""
-        identity = f"{encoder.identity()}-{images_digest}"
-        table = self.load(identity)
-        missing = [i for i in dict.fromkeys(image_ids) if i not in table]
-        if missing:
-            encoder.eval()
-            device = encoder_device(encoder)
-            with torch.no_grad():
-                for start in range(0, len(missing), batch_size):
-                    chunk = missing[start:start + batch_size]
-                    codes = encoder.encode(load_images(chunk).to(device))
-                    table.update(zip(chunk, codes.float().cpu()))
-            self._save(identity, table)
-        return torch.stack([table[i] for i in image_ids])
-
-    def _save(self, identity: str, table: dict[str, Tensor]) -> None:
-        torch_save_atomic({"ids": list(table), "features": torch.stack(list(table.values()))}, self.path(identity))
+    description = {**encoder.describe(), "images": images_digest, "items": "image id"}
+    table = cache.vectors(encoder.name, description, image_ids, encode)
+    return torch.from_numpy(np.stack([table[i] for i in image_ids]))  # [N, D]
 
 
 @dataclass

@@ -2,26 +2,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from medvqa.cli import main
-
-
-@pytest.fixture()
-def small_rad(data_root: Path, tmp_path: Path) -> Path:
-    """A small copy of the data_RAD layout: 30 train and 10 test QA with their images."""
-    published = data_root / "vqa_rad" / "data_RAD"
-    root = tmp_path / "data_RAD"
-    (root / "images").mkdir(parents=True)
-    for name, count in (("trainset.json", 30), ("testset.json", 10)):
-        items = json.loads((published / name).read_text())[:count]
-        (root / name).write_text(json.dumps(items))
-        for item in items:
-            shutil.copy(data_root / "vqa_rad" / "VQA_RAD Image Folder" / item["image_name"], root / "images")
-    return root
 
 
 def _run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, str]:
@@ -95,7 +80,7 @@ def test_unknown_answer_type(small_rad: Path, tmp_path: Path, capsys: pytest.Cap
 
 def test_unknown_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     status, err = _run(capsys, ["prepare", "vqa-med", "--source", str(tmp_path), "--out", str(tmp_path / "out")])
-    _assert_clean_failure(status, err, tmp_path, "unknown dataset 'vqa-med'", "vqa-rad, slake, synthetic")
+    _assert_clean_failure(status, err, tmp_path, "unknown dataset 'vqa-med'", "vqa-rad", "slake", "synthetic")
 
 
 def test_unwritable_output(small_rad: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

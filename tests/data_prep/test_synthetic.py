@@ -9,14 +9,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from data_prep.prepare import PrepareOptions, prepare
-from data_prep.synthetic import generate
+from data_prep.synthetic import SyntheticOptions, generate
 from medvqa.data import PreparedDataset
 
 
 @pytest.fixture(scope="module")
 def prepared_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "data"
-    prepare("synthetic", out, PrepareOptions(image_specs=["gray84", "gray128"], synthetic_images=160))
+    prepare("synthetic", out, PrepareOptions(image_specs=["gray84", "gray128"], dataset_options=SyntheticOptions(160)))
     return out
 
 

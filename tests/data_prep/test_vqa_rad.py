@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from data_prep import vqa_rad
-from medvqa.data import PreparedDataset
 from data_prep.embeddings import glove_init, load_glove, tfidf_glove_init, tfidf_matrix
 from data_prep.text import Dictionary
+from medvqa.data import PreparedDataset
 
 CACHE_FILES = [f"cache/{p}_{k}.pkl" for p in ("trainval", "close", "open") for k in ("ans2label", "label2ans")] + [
     f"cache/{s}_{t}.pkl" for s in ("train", "test") for t in ("target", "openclose_target")]

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from medvqa.config import load_config, run_identity
 from infra.errors import UserError
+from medvqa.config import load_config, run_identity, upgrade_run_config
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 CONFIGS = sorted(p for d in ("vqa_rad", "slake", "synthetic") for p in (CONFIG_ROOT / d).glob("*.yaml"))
@@ -50,6 +50,53 @@ def test_bad_file(tmp_path):
         load_config(tmp_path / "c.yaml")
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_head_and_encoder_settings_are_validated_and_spelled_out(tmp_path):
+    config = load_config(None, ["model.name=qcr", "model.head.hidden_dim=64"])
+    assert config.model.head["hidden_dim"] == 64 and config.model.head["rnn"] == "GRU"
+    assert config.model.encoders["cdae"] == {"weights": "", "reconstruction_weight": 0.001}
+    with pytest.raises(UserError, match=r"model.head.num_stacks is not a setting of VQA head 'qcr' \(valid: "):
+        load_config(None, ["model.name=qcr", "model.head.num_stacks=3"])
+    with pytest.raises(UserError, match=r"model.encoders.maml.reconstruction_weight is not a setting of visual "
+                                        r"encoder 'maml' \(valid: weights\)"):
+        load_config(None, ["model.encoders.maml.reconstruction_weight=1"])
+    with pytest.raises(UserError, match="model.encoders.clip sets an encoder the model does not use"):
+        load_config(None, ["model.encoders.clip.weights=x.pt"])
+    with pytest.raises(UserError, match="model.name 'concat_mlp' is not a VQA head; choose from: mevf_ban"):
+        load_config(None, ["model.name=concat_mlp"])
+    (tmp_path / "old.yaml").write_text("model:\n  name: qcr\n  rnn: GRU\n")
+    with pytest.raises(UserError, match=r"old.yaml: model.rnn is a setting of the head: write it under model.head"):
+        load_config(tmp_path / "old.yaml")
+
+
+def test_a_variant_config_states_only_what_differs(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  name: qcr\n  head: {hidden_dim: 64, glimpses: 4}\n"
+                                        "  encoders:\n    maml: {weights: a.weights}\ntrain: {epochs: 5}\n")
+    (tmp_path / "variant.yaml").write_text("base: base.yaml\nmodel:\n  visual: [cdae]\n  head: {glimpses: 10}\n"
+                                           "  encoders: {maml: null}\n")
+    config = load_config(tmp_path / "variant.yaml")
+    assert (config.model.head["hidden_dim"], config.model.head["glimpses"], config.train.epochs) == (64, 10, 5)
+    assert list(config.model.encoders) == ["cdae"]
+    (tmp_path / "deeper.yaml").write_text("base: variant.yaml\n")
+    with pytest.raises(UserError, match="cannot name a base of its own"):
+        load_config(tmp_path / "deeper.yaml")
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(UserError, match="lost.yaml: base file not found"):
+        load_config(tmp_path / "lost.yaml")
+
+
+def test_a_run_config_of_the_flat_layout_is_upgraded():
+    flat = {"model": {"name": "qcr", "visual": ["clip", "cdae"], "freeze_visual": ["clip"],
+                      "weights": {"clip": "c.pth", "cdae": "data_RAD/pretrained_ae.pth", "maml": "m.weights"},
+                      "rnn": "GRU",
+                      "hidden_dim": 32, "reconstruction_weight": 0.01, "loss_reduction": "mean"}}
+    assert upgrade_run_config(flat)["model"] == {
+        "name": "qcr", "visual": ["clip", "cdae"], "freeze_visual": ["clip"],
+        "head": {"rnn": "GRU", "hidden_dim": 32, "loss_reduction": "mean"},
+        "encoders": {"clip": {"weights": "c.pth"}, "cdae": {"weights": "prepared", "reconstruction_weight": 0.01}}}
+    current = {"model": {"name": "qcr", "head": {}}}
+    assert upgrade_run_config(current) is current
 
 
 def test_run_identity_ignores_runtime_settings_and_spellings_of_the_same_freeze():

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import medvqa.train as train_module
+from infra.errors import UserError
 from medvqa.cli import main as cli_main
 from medvqa.data import PreparedDataset, normalize_answer
-from infra.errors import UserError
 from medvqa.evaluate import main as evaluate_main
 from medvqa.train import main as train_main
 
@@ -114,6 +114,30 @@ def test_run_directory_rules(synthetic, tmp_path, capsys):
     assert "lr: 0.01" in (run / "config.yaml").read_text()
 
 
+def test_a_finished_run_is_extended_to_the_run_that_trained_longer(synthetic, tmp_path, capsys):
+    _qcr(synthetic, tmp_path / "straight", "train.epochs=2")
+    extended = tmp_path / "extended"
+    _qcr(synthetic, extended, "train.epochs=1")
+    _qcr(synthetic, extended, "train.epochs=2")
+    a, b = (torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
+            for run in (tmp_path / "straight", extended))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "epochs: 2" in (extended / "config.yaml").read_text()
+    with pytest.raises(UserError, match="has trained 2 epochs already; train.epochs=1 asks for fewer"):
+        _qcr(synthetic, extended, "train.epochs=1")
+
+
+def test_checkpoints_of_the_same_epoch_are_one_file(synthetic, tmp_path):
+    run = tmp_path / "run"
+    _qcr(synthetic, run, "train.epochs=1")
+    names = ("last", "best_val", "best_test")
+    inodes = {(run / "checkpoints" / f"{name}.pt").stat().st_ino for name in names}
+    assert len(inodes) == 1  # epoch 0 is every protocol's choice: one model on disk
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best_test.pt", "best_val.pt", "last.pt",
+                                                                      "resume.pt"]
+    assert "optimizer" not in torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+
+
 def test_runtime_settings_do_not_make_a_different_run(synthetic, tmp_path, capsys):
     run = tmp_path / "run"
     _qcr(synthetic, run, "train.epochs=1")
@@ -209,9 +233,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(synthetic, tmp_path, monk
 def test_bad_inputs_are_one_line_errors(synthetic, tmp_path):
     with pytest.raises(UserError, match="not a prepared dataset"):
         train_main(["--config", QCR_TINY, "--out", str(tmp_path / "a"), f"data.root={tmp_path}"])
-    with pytest.raises(UserError, match="model.weights.maml: not found"):
+    with pytest.raises(UserError, match="model.encoders.maml.weights: not found"):
         train_main(["--config", QCR_TINY, "--out", str(tmp_path / "b"), f"data.root={synthetic}",
-                    "model.weights.maml=/nonexistent.weights"])
+                    "model.encoders.maml.weights=/nonexistent.weights"])
+    with pytest.raises(UserError, match=r"weights is 'prepared', but .* holds no maml weights"):
+        train_main(["--config", QCR_TINY, "--out", str(tmp_path / "c"), f"data.root={synthetic}",
+                    "model.encoders.maml.weights=prepared"])
+    assert not any((tmp_path / name).exists() for name in "abc")  # a failed start leaves no run folder
     with pytest.raises(UserError, match="not a run directory"):
         evaluate_main(["--run", str(tmp_path)])
 
@@ -243,7 +271,7 @@ def test_real_vqa_rad_frozen_run_beats_majority_answer(tmp_path):
               "--glove", str(SHARED / "glove" / "glove6b_300d_subset.npz"), "--image-specs", "gray84,gray128"])
     run = tmp_path / "run"
     train_main(["--config", str(ROOT / "configs" / "vqa_rad" / "mevf_ban_frozen.yaml"), "--out", str(run),
-                f"data.root={data}", "model.hidden_dim=256", "train.epochs=8", "train.progress=false"])
+                f"data.root={data}", "model.head.hidden_dim=256", "train.epochs=8", "train.progress=false"])
     test = PreparedDataset(data).records("test")
     majority = Counter(normalize_answer(r.answer) for r in test).most_common(1)[0][1] / len(test) * 100
     overall = json.loads((run / "results.json").read_text())["overall"]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from clip_testutils import close, embeddings, oracle_model
+from clip_testutils import close, embeddings, oracle_model, write_images
 
-from pubmedclip.checkpoints import export_pubmedclip, load_clip
 from infra.errors import UserError
+from pubmedclip.checkpoints import export_pubmedclip, hf_preprocess, load_clip
+from pubmedclip.cli import main
 from pubmedclip.models import LoadedClip, random_clip
 
 
@@ -178,3 +182,90 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "hfdir" / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(UserError, match="not a CLIPModel"):
         load_clip(tmp_path / "hfdir")
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "resample": 3, "size": {"shortest_edge": 336},
+      "crop_size": {"height": 336, "width": 336}},
+     {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "size": 336, "resize_mode": "shortest"}),
+    ({"size": 224, "crop_size": 224, "resample": 2, "do_normalize": False},  # older processors: plain ints
+     {"mean": [0.0] * 3, "std": [1.0] * 3, "interpolation": "bilinear", "size": 224, "resize_mode": "shortest"}),
+    ({"size": {"height": 64, "width": 64}, "do_center_crop": False}, {"size": 64, "resize_mode": "squash"}),
+])
+def test_hugging_face_preprocessing_is_read(tmp_path: Path, config: dict, expected: dict) -> None:
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    assert hf_preprocess(tmp_path) == expected
+    assert hf_preprocess(tmp_path / "absent") == {}
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}},
+     r"resize \{'shortest_edge': 256\} then crop \{'height': 224, 'width': 224\} is not supported"),
+    ({"resample": 7}, "resample 7 is not a PIL filter"),
+])
+def test_hugging_face_preprocessing_we_cannot_follow_is_refused(tmp_path: Path, config: dict, message: str) -> None:
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=message):
+        hf_preprocess(tmp_path)
+
+
+def test_exported_files_keep_their_preprocessing(tmp_path: Path) -> None:
+    loaded = random_clip("tiny-vit")
+    loaded.preprocess.update(mean=[0.5] * 3, std=[0.25] * 3)
+    reloaded = load_clip(export_pubmedclip(loaded, tmp_path / "pubmedclip.pth"))
+    assert reloaded.input_spec.mean == (0.5,) * 3 and reloaded.input_spec.std == (0.25,) * 3
+
+
+def _cdae_weights(path: Path) -> Path:
+    torch.save({f"conv{i}.weight": torch.zeros(2, 2, 3, 3) for i in range(1, 6)}, path)
+    return path
+
+
+def _plain_pickle(path: Path) -> Path:
+    path.write_bytes(pickle.dumps({"conv1": np.zeros((3, 3, 1, 4), np.float32)}, protocol=3))
+    return path
+
+
+def _training_state(path: Path) -> Path:
+    torch.save({"epoch": 3, "model_state": {"w": torch.zeros(1)}, "optimizer_state": {}}, path)
+    return path
+
+
+def _hf_weights(path: Path) -> Path:
+    torch.save({"vision_model.embeddings.patch_embedding.weight": torch.zeros(1)}, path)
+    return path
+
+
+@pytest.mark.parametrize(("write", "held"), [
+    (_cdae_weights,
+     r"its 5 tensors \(conv1.weight, conv2.weight, conv3.weight, …\) have no visual or text tower keys"),
+    (_plain_pickle, "it is a plain Python pickle, not a torch, TorchScript or safetensors file"),
+    (_training_state, r"it holds no tensors \(its entries: epoch, model_state, optimizer_state\)"),
+])
+@pytest.mark.parametrize("arch", [None, "tiny-vit"])
+def test_a_file_that_is_not_a_clip_says_what_it_holds(tmp_path: Path, write, held: str, arch: str | None,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    path = write(tmp_path / "weights.pth")
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))} is not a CLIP checkpoint: {held}$"):
+        load_clip(path, arch)
+    write_images(tmp_path / "imgs", 1)
+    assert main(["encode", "--checkpoint", str(path), "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path} is not a CLIP checkpoint") and "\n" not in err
+
+
+def test_misplaced_clip_weights_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="holds the weights of a Hugging Face CLIPModel: give its folder"):
+        load_clip(_hf_weights(tmp_path / "pytorch_model.bin"))
+    state = random_clip("tiny-vit").model.state_dict()
+    torch.save({k: v for k, v in state.items() if k != "token_embedding.weight"}, tmp_path / "partial.pt")
+    with pytest.raises(UserError, match=r"partial.pt: cannot infer the architecture .*architecture \(--arch\)$"):
+        load_clip(tmp_path / "partial.pt")
+
+
+@pytest.mark.parametrize("name", ["pretrained_ae.pth", "pretrained_maml.weights"])
+def test_published_mevf_weights_are_not_clip_checkpoints(data_root: Path, name: str) -> None:
+    path = data_root / "vqa_rad" / "data_RAD" / name
+    with pytest.raises(UserError, match=f"^{re.escape(str(path))} is not a CLIP checkpoint: "):
+        load_clip(path)

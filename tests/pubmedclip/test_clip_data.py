@@ -12,6 +12,7 @@ import torch
 from clip_testutils import write_images
 from torch.utils.data import DataLoader
 
+from infra.errors import UserError
 from pubmedclip.data import (
     DataSummary,
     ImageDataset,
@@ -23,7 +24,6 @@ from pubmedclip.data import (
     roco_retrieval_subset,
     tokenize_captions,
 )
-from infra.errors import UserError
 from pubmedclip.metrics import retrieval_metrics
 from pubmedclip.models import arch_config, image_transform, make_tokenizer
 
@@ -61,6 +61,27 @@ def test_pubmedclip_csv_generic_csv_and_jsonl(tmp_path: Path) -> None:
     assert read_pairs(tmp_path / "pairs.tsv")[0].image == images[0]
     (tmp_path / "pairs.jsonl").write_text(json.dumps({"image": images[2].name, "caption": "x"}) + "\n")
     assert read_pairs(tmp_path / "pairs.jsonl", image_root=images[2].parent)[0].image == images[2]
+
+
+@pytest.mark.parametrize("encoding, line_end", [("utf-8-sig", "\r\n"), ("utf-16", "\r\n"), ("utf-16", "\n")])
+def test_caption_files_in_other_encodings_read_the_same(tmp_path: Path, encoding: str, line_end: str) -> None:
+    images = write_images(tmp_path / "roco" / "images", 2)
+    captions = "".join(f"ROCO_{i}\t Axial CT, größer {i}\n" for i in range(2))
+    links = "".join(f"ROCO_{i}\tlink\t{p.name}\n" for i, p in enumerate(images))
+    rows = "image,caption\n" + "".join(f'{p.name},"Axial CT, größer {i}"\n' for i, p in enumerate(images))
+    lines = json.dumps({"image": images[0].name, "caption": "größer"}) + "\n"
+    for name, text in (("captions.txt", captions), ("dlinks.txt", links), ("pairs.csv", rows), ("pairs.jsonl", lines)):
+        (tmp_path / "roco" / name).write_text(text)
+        (tmp_path / name).write_bytes(text.replace("\n", line_end).encode(encoding))
+    (tmp_path / "images").symlink_to(tmp_path / "roco" / "images")
+    assert [(p.image.name, p.caption) for p in read_pairs(tmp_path)] == \
+        [(p.image.name, p.caption) for p in read_pairs(tmp_path / "roco")]
+    for name in ("pairs.csv", "pairs.jsonl"):
+        expected = read_pairs(tmp_path / "roco" / name, image_root=images[0].parent)
+        assert read_pairs(tmp_path / name, image_root=images[0].parent) == expected
+        assert read_labelled(tmp_path / name, image_root=images[0].parent) == \
+            read_labelled(tmp_path / "roco" / name, image_root=images[0].parent)
+    assert read_pairs(tmp_path / "pairs.csv", image_root=images[0].parent)[1].caption == "Axial CT, größer 1"
 
 
 def test_malformed_and_missing_inputs_give_one_line_errors(tmp_path: Path) -> None:

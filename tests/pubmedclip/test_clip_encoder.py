@@ -61,27 +61,39 @@ def test_encode_writes_embeddings_and_relative_names(tmp_path: Path, checkpoint:
 def test_encoder_interface(checkpoint: Path) -> None:
     encoder = ImageEncoder(checkpoint)
     spec = encoder.input_spec
-    assert encoder.output_dim == 64 and spec.size == 32 and spec.channels == 3 and not encoder.trainable
+    assert encoder.output_dim == 64 and not encoder.trainable
+    assert (spec.key, spec.size, spec.channels, spec.resize_mode, spec.interpolation) == (
+        "rgb32", 32, 3, "shortest", "bicubic")
     batch = torch.randn(2, 3, spec.size, spec.size)  # [B, 3, S, S]
     assert encoder.encode(batch).shape == (2, 64)
+    assert torch.equal(encoder.encode(batch), encoder.model.encode_image(batch))
+    assert {k.split(".")[0] for k in encoder.state_dict()} == {"visual"}  # the image tower alone
 
 
 def test_feature_cache_is_reused_across_encoders(tmp_path: Path, checkpoint: Path) -> None:
     images = write_images(tmp_path / "imgs", 4)
+    (tmp_path / "imgs" / "copy.jpg").write_bytes(images[0].read_bytes())  # the same bytes under another name
     first = ImageEncoder(checkpoint, cache_dir=tmp_path / "cache")
-    features, ok = first.encode_files(images)
-    assert ok.all()
+    features, ok = first.encode_files([*images, tmp_path / "imgs" / "copy.jpg"])
+    assert ok.all() and np.array_equal(features[0], features[-1])
 
     second = ImageEncoder(checkpoint, cache_dir=tmp_path / "cache")
-    second.model.encode_image = None  # any model call would fail: everything must come from the cache
+    second.loaded.model.encode_image = None  # any model call would fail: everything must come from the cache
     cached, ok = second.encode_files(images)
-    assert ok.all() and np.array_equal(features, cached) and second.identity == first.identity
+    assert ok.all() and np.array_equal(features[:4], cached) and second.identity() == first.identity()
 
-    other = ImageEncoder(checkpoint, arch="tiny-vit", cache_dir=tmp_path / "cache")
+    (folder,) = (tmp_path / "cache").iterdir()
+    meta = json.loads((folder / "meta.json").read_text())
+    assert folder.name.startswith("clip-") and meta["architecture"]["vision_cfg"]["patch_size"] == 8
+    assert meta["items"] == "sha256 of the image file" and meta["input_spec"]["mean"] == list(second.input_spec.mean)
+    other = ImageEncoder(checkpoint, cache_dir=tmp_path / "cache")
     other.loaded.preprocess["interpolation"] = "bilinear"
-    assert ImageEncoder(loaded=other.loaded, cache_dir=tmp_path / "cache").identity != first.identity
-    meta = json.loads(next((tmp_path / "cache").glob("*/meta.json")).read_text())
-    assert meta["arch"] == "tiny-vit"
+    assert ImageEncoder(loaded=other.loaded).identity() != first.identity()  # preprocessing is part of it
+    torch.manual_seed(1)
+    retrained = ImageEncoder(loaded=random_clip("tiny-vit"), cache_dir=tmp_path / "cache")
+    assert retrained.identity() != first.identity()
+    retrained.encode_files(images)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
 def test_encode_bad_inputs(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture) -> None:

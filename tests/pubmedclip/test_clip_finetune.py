@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,11 +17,11 @@ import torch
 import yaml
 from clip_testutils import write_images
 
+from infra.errors import UserError
 from pubmedclip import finetune as finetune_module
 from pubmedclip.checkpoints import load_clip
 from pubmedclip.cli import main
 from pubmedclip.config import load_config
-from infra.errors import UserError
 
 HERE = Path(__file__).parent
 
@@ -122,6 +124,23 @@ def test_run_directory_refuses_a_different_config(tmp_path: Path, capsys: pytest
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["lr"] == 5e-6
 
 
+def test_a_run_continues_on_another_device_and_extends_only_under_a_constant_schedule(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = _synthetic_config(tmp_path, epochs=1)
+    out = str(tmp_path / "run")
+    assert main(["finetune", "--config", str(config), "--out", out, "train.device=auto"]) == 0
+    assert main(["finetune", "--config", str(config), "--out", out, "train.device=cpu", "train.eval_batch_size=3"]) == 0
+    assert "already holds a finished run" in capsys.readouterr().out  # runtime settings: the same run
+    assert main(["finetune", "--config", str(config), "--out", out, "train.epochs=2"]) == 2
+    assert "cosine learning-rate schedule depends on the total" in capsys.readouterr().err
+    constant = str(tmp_path / "constant")
+    assert main(["finetune", "--config", str(config), "--out", constant, "train.schedule=constant"]) == 0
+    assert main(["finetune", "--config", str(config), "--out", constant, "train.schedule=constant",
+                 "train.epochs=2"]) == 0
+    assert len((tmp_path / "constant" / "metrics.csv").read_text().splitlines()) == 1 + 3  # epochs 0-2
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -143,9 +162,8 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert all(a >= b for a, b in zip(values[1:], values[2:]))
 
 
-def test_end_to_end_on_slake_images(data_root: Path, tmp_path: Path) -> None:
-    sys.path.insert(0, str(HERE.parents[1] / "experiments" / "pubmedclip"))
-    from slake_roco import write_roco_layout
+def test_end_to_end_on_slake_images(data_root: Path, tmp_path: Path, experiment: Callable[[str], ModuleType]) -> None:
+    write_roco_layout = experiment("pubmedclip/slake_roco").write_roco_layout
 
     n_real = 15  # real ROCO caption lines whose images are absent: read, dropped and counted
     write_roco_layout(data_root, tmp_path / "roco", {"train": 120, "validation": 48}, roco_lines=n_real)

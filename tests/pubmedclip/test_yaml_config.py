@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import UserError
 from infra.config import build, load_dataclass, read_yaml_mapping
+from infra.errors import UserError
 
 
 @dataclass

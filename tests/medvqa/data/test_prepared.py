@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.errors import UserError
 from medvqa.cli import main
 from medvqa.data import PreparedDataset
-from infra.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -55,5 +55,5 @@ def test_demo_and_console_entry(tmp_path: Path, prepared: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "medvqa.cli", "prepare", "nonsense", "--out", str(tmp_path / "x")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: unknown dataset 'nonsense': choose from vqa-rad, slake, synthetic"]
+        "error: unknown dataset 'nonsense': choose from: slake, synthetic, vqa-rad"]
     assert main(["frobnicate"]) == 2

@@ -1,4 +1,5 @@
 """Visual branches: published weights, shapes, the encoder registry, the feature cache, frozen mode."""
+import json
 import pickle
 
 import numpy as np
@@ -6,13 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from infra.errors import UserError
 from medvqa.models import FeatureCache, create_encoder, list_encoders
-from medvqa.models.visual import VisualFrontEnd, calibrate_batchnorm, encoder_device, images_to_tensor
+from medvqa.models.visual import VisualFrontEnd, calibrate_batchnorm, encoder_device, frozen_features, images_to_tensor
 
 
 def test_registry_lists_and_rejects():
     assert {"maml", "cdae"} <= set(list_encoders())
-    with pytest.raises(KeyError, match="known: .*maml"):
+    with pytest.raises(UserError, match="choose from: .*maml"):
         create_encoder("nope")
 
 
@@ -24,7 +26,7 @@ def test_encoder_device_follows_its_tensors():
 
 def test_maml_loads_tensorflow_weights_transposed(data_rad):
     raw = pickle.load(open(data_rad / "pretrained_maml.weights", "rb"))
-    enc = create_encoder("maml", weights=data_rad / "pretrained_maml.weights")
+    enc = create_encoder("maml", {"weights": str(data_rad / "pretrained_maml.weights")})
     for i, conv in enumerate(enc.convs, 1):
         # OIHW[o, i, h, w] == HWIO[h, w, i, o]
         assert np.array_equal(conv.weight.detach().numpy(), raw[f"conv{i}"].transpose(3, 2, 0, 1))
@@ -43,7 +45,7 @@ def _real_image(data_rad, size):
 
 
 def test_cdae_loads_and_reconstructs_real_images(data_rad):
-    enc = create_encoder("cdae", weights=data_rad / "pretrained_ae.pth")
+    enc = create_encoder("cdae", {"weights": str(data_rad / "pretrained_ae.pth")})
     x = _real_image(data_rad, 128)  # [1, 1, 128, 128]
     code = enc.encode(x)
     assert code.shape == (1, 16384) and enc.projection_dim == 64
@@ -56,7 +58,7 @@ def test_cdae_loads_and_reconstructs_real_images(data_rad):
 def test_cdae_rejects_a_foreign_state_dict(tmp_path):
     torch.save({"conv1.weight": torch.zeros(64, 1, 3, 3), "other": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="unexpected keys \\['other'\\]"):
-        create_encoder("cdae", weights=tmp_path / "bad.pth")
+        create_encoder("cdae", {"weights": str(tmp_path / "bad.pth")})
 
 
 def test_feature_cache_encodes_each_image_once(tmp_path):
@@ -68,16 +70,18 @@ def test_feature_cache_encodes_each_image_once(tmp_path):
         calls.append(list(ids))
         return torch.stack([torch.full((1, 84, 84), float(i[-1]) / 10) for i in ids])
 
-    cache = FeatureCache(tmp_path)
-    first = cache.features(enc, ["a1", "b2", "a1"], load, "bicubic-digest")
-    again = FeatureCache(tmp_path).features(enc, ["b2", "c3"], load, "bicubic-digest")
+    first = frozen_features(enc, FeatureCache(tmp_path), ["a1", "b2", "a1"], load, "bicubic-digest")
+    again = frozen_features(enc, FeatureCache(tmp_path), ["b2", "c3"], load, "bicubic-digest")
     assert calls == [["a1", "b2"], ["c3"]]
-    assert first.shape == (3, 64) and torch.equal(first[1], again[0])
+    assert first.shape == (3, 64) and torch.equal(first[1], again[0]) and torch.equal(first[0], first[2])
     assert torch.allclose(again[1], enc.encode(load(["c3"]))[0])
-    FeatureCache(tmp_path).features(enc, ["a1"], load, "nearest-digest")  # same ids, other images
+    frozen_features(enc, FeatureCache(tmp_path), ["a1"], load, "nearest-digest")  # same ids, other images
     assert calls[-1] == ["a1"]
+    metas = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("maml-*/meta.json"))]
+    assert sorted(meta["images"] for meta in metas) == ["bicubic-digest", "nearest-digest"]
+    assert all(meta["input_spec"]["key"] == "gray84" and meta["items"] == "image id" for meta in metas)
     other = create_encoder("maml")  # different random weights -> different identity
-    assert other.identity() != enc.identity()
+    assert other.identity() != enc.identity() and enc.identity().startswith("maml-")
 
 
 def test_calibrated_frozen_maml_uses_data_statistics():
