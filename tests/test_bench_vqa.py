@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_benchmark_prints_a_row_per_setting(tmp_path) -> None:
     data = tmp_path / "synthetic"
     medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16",
-                 "--image-specs", "gray84,gray128", "--encoder-weights", str(REPO.parent / "shared" / "data" / "vqa_rad" / "data_RAD")])
+                 "--image-specs", "gray84,gray128",
+                 "--encoder-weights", str(REPO.parent / "shared" / "data" / "vqa_rad" / "data_RAD")])
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_vqa.py"), "--vqa-rad", str(data),
                            "--slake", "", "--models", "mevf_ban", "--modes", "frozen", "--steps", "1"],
                           capture_output=True, text=True, check=False, cwd=REPO)
