@@ -42,8 +42,6 @@ def test_every_shipped_config_is_recorded() -> None:
     assert SHIPPED == sorted(RECORDED)
 
 
-@pytest.mark.xfail(reason="since the single input spec / feature cache change the MEVF one-epoch loss differs from the "
-                          "record in the 4th digit (51.514 vs 51.492); under investigation", strict=False)
 @pytest.mark.parametrize("config", SHIPPED)
 def test_shipped_config_trains_as_recorded(config: str, inputs, tmp_path: Path) -> None:
     data, checkpoint = inputs
