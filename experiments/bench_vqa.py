@@ -11,14 +11,26 @@ floating-point operations of one training step (torch's FLOP counter: matrix pro
 convolutions, forward and backward) and prints the achieved rate, to be read against the 2048x2048
 float32 matrix-product rate printed before and after (shared machines drift): a ratio near 1 means
 the step is as fast as the arithmetic allows.
+
+    python experiments/bench_vqa.py --published ../shared/peers --vqa-rad data/vqa_rad [--rounds 2] [--steps 16]
+
+With ``--published`` it times the published MEVF and QCR+TCR code beside this toolkit on VQA-RAD, on the
+same 3,064 training QA (train and val: the published code holds nothing out) and the same threads:
+for each model, ``--rounds`` rounds of published, ours fine-tuned, ours frozen, each in a fresh process
+(A B A B). Both sides time their first ``--steps`` iterations and extrapolate an epoch the same way (first
+iteration + the mean of the others x the iterations left). It prints each measurement, then per model
+the median seconds per epoch, peak memory, and the published / ours ratio.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +38,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 CONFIGS = {"mevf_ban": "mevf_ban", "qcr": "qcr"}
+PUBLISHED = {"mevf_ban": "mevf", "qcr": "qcr"}  # ../shared/peers time_epoch.py --model
 
 
 def matmul_gflops(seconds: float = 2.0) -> float:
@@ -38,16 +51,26 @@ def matmul_gflops(seconds: float = 2.0) -> float:
     return 2 * 2048**3 * n / (time.perf_counter() - start) / 1e9
 
 
-def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: bool, model_only: bool) -> dict:
-    """Time ``steps`` training steps (after 2 warm-up steps) of one setting in this process."""
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: bool, model_only: bool,
+        all_train: bool = False) -> dict:
+    """Time ``steps`` training steps (after 2 warm-up steps) of one setting in this process.
+
+    ``all_train``: train on train and val, as the published code does; the warm-up steps are then timed
+    too, and the epoch extrapolated from the first ``steps`` iterations as the published timing does.
+    """
     from medvqa.batches import one_hot
     from medvqa.config import load_config
     from medvqa.experiment import build_experiment, forward
 
     config_dir = Path(__file__).resolve().parents[1] / "configs" / dataset
     name = f"{CONFIGS[model]}{'_frozen' if frozen else ''}.yaml"
-    config = load_config(config_dir / name, [f"data.root={root}", f"train.bf16={str(bf16).lower()}",
-                                             f"train.feature_cache={Path(root) / 'feature_cache'}"])
+    overrides = [f"data.root={root}", f"train.bf16={str(bf16).lower()}",
+                 f"train.feature_cache={Path(root) / 'feature_cache'}"]
+    config = load_config(config_dir / name, overrides + (["data.train_splits=[train,val]"] if all_train else []))
     torch.manual_seed(0)
     exp = build_experiment(config)
     m, split = exp.model.train(), exp.splits["train"]
@@ -70,20 +93,80 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
         torch.nn.utils.clip_grad_norm_(m.trainable_parameters(), config.train.clip_norm)
         optimizer.step()
 
-    for idx in batches[:2]:
+    seconds = []
+    for idx in batches[:2 + steps]:
+        start = time.perf_counter()
         step(idx)
-    start = time.perf_counter()
-    for idx in batches[2:2 + steps]:
-        step(idx)
-    per_step = (time.perf_counter() - start) / min(steps, len(batches) - 2)
+        seconds.append(time.perf_counter() - start)
+    per_step = statistics.fmean(seconds[2:])
+    timed = seconds[:steps]  # the published timing's window: the first iterations, warm-up included
     result = {"seconds_per_step": per_step, "seconds_per_epoch": per_step * len(batches),
-              "steps_per_epoch": len(batches), "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+              "epoch_extrapolated": timed[0] + (len(batches) - 1) * statistics.fmean(timed[1:] or timed),
+              "steps_per_epoch": len(batches), "qa": len(split), "peak_rss_gib": peak_rss_gib()}
     if not model_only:  # the FLOPs of a step are the same both ways: count them once, on one more untimed step
         counter = FlopCounterMode(display=False)
         with counter:
             step(batches[0])
         result["gflop_per_step"] = counter.get_total_flops() / 1e9
     return result
+
+
+def run_child(cmd: list[str], threads: int) -> str:
+    """Run ``cmd`` in a fresh process with ``threads`` OpenMP threads; its stdout, or exit with its last error line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["(no output)"]
+        raise SystemExit(f"{' '.join(cmd[:5])} ... failed: {lines[-1]}")
+    return done.stdout
+
+
+def ours(model: str, dataset: str, root: str, mode: str, timing: str, args: argparse.Namespace,
+         all_train: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--steps", str(args.steps), "--threads", str(args.threads),
+           "--one", model, dataset, root, mode, timing, *(["--bf16"] if args.bf16 else []),
+           *(["--all-train"] if all_train else [])]
+    return json.loads(run_child(cmd, args.threads).strip().splitlines()[-1])
+
+
+def published(model: str, args: argparse.Namespace, work: Path) -> dict:
+    """One epoch of the published code, timed by the peers' own script (its first ``--steps`` iterations)."""
+    out = work / f"{model}.json"
+    run_child([sys.executable, str(Path(args.published) / "time_epoch.py"), "--model", PUBLISHED[model],
+               "--data-root", args.data_root, "--work", str(work), "--steps", str(args.steps),
+               "--threads", str(args.threads), "--json", str(out)], args.threads)
+    figures = json.loads(out.read_text())
+    return {"epoch": figures["epoch_s"], "peak_gib": figures["peak_rss_mib"] / 1024, "qa": figures["dataset_len"]}
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    """The published code and this toolkit on the same training QA, interleaved (A B A B)."""
+    print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s, {args.threads} threads")
+    print(f"{'model':<9}{'round':>6}  {'code':<18}{'QA':>6}{'s/epoch':>9}{'peak GiB':>9}")
+    summary = []
+    with tempfile.TemporaryDirectory(prefix="bench_published_") as tmp:
+        for model in args.models.split(","):
+            times: dict[str, list[float]] = {}
+            peaks: dict[str, float] = {}
+            for round_ in range(1, args.rounds + 1):
+                measured = {"published": published(model, args, Path(tmp))}
+                for mode in args.modes.split(","):
+                    row = ours(model, "vqa_rad", args.vqa_rad, mode, "e2e", args, all_train=True)
+                    measured[f"ours {mode}"] = {"epoch": row["epoch_extrapolated"], "peak_gib": row["peak_rss_gib"],
+                                                "qa": row["qa"]}
+                for code, row in measured.items():
+                    times.setdefault(code, []).append(row["epoch"])
+                    peaks[code] = max(peaks.get(code, 0.0), row["peak_gib"])
+                    print(f"{model:<9}{round_:>6}  {code:<18}{row['qa']:>6}{row['epoch']:>9.1f}{row['peak_gib']:>9.2f}",
+                          flush=True)
+            baseline = statistics.median(times["published"])
+            for code, values in times.items():
+                median = statistics.median(values)
+                summary.append(f"{model:<9}{code:<18}{median:>9.1f}{peaks[code]:>9.2f}{baseline / median:>9.2f}x")
+    print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s")
+    print(f"\nmedian over {args.rounds} rounds, {args.steps} iterations each, extrapolated to an epoch")
+    print(f"{'model':<9}{'code':<18}{'s/epoch':>9}{'peak GiB':>9}{'speed-up':>10}")
+    print("\n".join(summary))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,12 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="mevf_ban,qcr")
     parser.add_argument("--modes", default="finetuned,frozen")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="torch / OpenMP threads of every timed process")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--published", help="folder of the published code and its time_epoch.py: time it side by side")
+    parser.add_argument("--data-root", default="../shared/data", help="raw data the published code reads (--published)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (--published)")
     parser.add_argument("--one", nargs=5, metavar=("MODEL", "DATASET", "ROOT", "MODE", "TIMING"), help=argparse.SUPPRESS)
+    parser.add_argument("--all-train", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.one:
         model, dataset, root, mode, timing = args.one
-        print(json.dumps(one(model, dataset, root, mode == "frozen", args.steps, args.bf16, timing == "model")))
+        print(json.dumps(one(model, dataset, root, mode == "frozen", args.steps, args.bf16, timing == "model",
+                             args.all_train)))
+        return 0
+    if args.published:
+        side_by_side(args)
         return 0
     rate = matmul_gflops()
     print(f"matmul 2048 float32: {rate:.0f} GFLOP/s, {torch.get_num_threads()} threads")
@@ -110,15 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for model in args.models.split(","):
             for mode in args.modes.split(","):
-                rows = {}
-                for timing in ("e2e", "model"):
-                    cmd = [sys.executable, __file__, "--steps", str(args.steps), "--one", model, dataset, root, mode,
-                           timing, *(["--bf16"] if args.bf16 else [])]
-                    done = subprocess.run(cmd, capture_output=True, text=True)
-                    if done.returncode:
-                        raise SystemExit(done.stderr.strip().splitlines()[-1])
-                    rows[timing] = json.loads(done.stdout.strip().splitlines()[-1])
-                e2e, only = rows["e2e"], rows["model"]
+                e2e, only = (ours(model, dataset, root, mode, timing, args) for timing in ("e2e", "model"))
                 ratio = only["seconds_per_step"] / e2e["seconds_per_step"]
                 achieved = e2e["gflop_per_step"] / e2e["seconds_per_step"]
                 print(f"{model:<9}{dataset:<9}{mode:<10}{e2e['seconds_per_epoch']:>9.1f}{e2e['seconds_per_step']:>8.3f}"

@@ -25,3 +25,20 @@ def test_benchmark_prints_a_row_per_setting(tmp_path) -> None:
     assert row[:3] == ["mevf_ban", "vqa_rad", "frozen"]
     seconds_per_epoch, gflop_per_step, share = float(row[3]), float(row[7]), float(row[9])
     assert seconds_per_epoch > 0 and gflop_per_step > 1 and 0 < share < 5
+
+
+def test_side_by_side_with_the_published_code(tmp_path, data_root) -> None:
+    """``--published``: the published MEVF code and ours on the same 3,064 training QA, one round, one step."""
+    data = tmp_path / "vqa_rad"
+    assert medvqa_main(["prepare", "vqa-rad", "--source", str(data_root / "vqa_rad"), "--out", str(data),
+                        "--image-specs", "gray84,gray128"]) == 0
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_vqa.py"), "--published",
+                           str(data_root.parent / "peers"), "--data-root", str(data_root), "--vqa-rad", str(data),
+                           "--models", "mevf_ban", "--modes", "frozen", "--rounds", "1", "--steps", "2"],
+                          capture_output=True, text=True, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("mevf_ban")]
+    measured = {(row[2], row[3]): row for row in rows if row[1] == "1"}
+    assert measured[("published", "3064")] and measured[("ours", "frozen")][4] == "3064"
+    summary = {row[1]: float(row[-1].rstrip("x")) for row in rows if row[1] != "1"}
+    assert summary["published"] == 1.0 and summary["ours"] > 0
