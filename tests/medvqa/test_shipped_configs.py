@@ -4,6 +4,10 @@
 ``model`` section); the same numbers after the change show the configs still describe the same runs.
 The visual branches load the published MEVF weights from the real data (``--encoder-weights``), and
 the CLIP configs a tiny random checkpoint in the released PubMedCLIP format.
+
+The one-epoch loss depends on the CPU's kernels: the same run differs by up to about 5e-4 relative
+between CPU generations (oneDNN picks different convolution algorithms), so the loss is compared at
+2e-3 relative and the accuracies, counts of questions, exactly.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from pubmedclip.checkpoints import export_pubmedclip
 from pubmedclip.models import random_clip
 
 ROOT = Path(__file__).resolve().parents[2]
+LOSS_TOLERANCE = 2e-3
 RECORDED = json.loads((Path(__file__).with_name("shipped_config_metrics.json")).read_text())
 SHIPPED = sorted(str(p.relative_to(ROOT)) for folder in ("vqa_rad", "slake", "synthetic")
                  for p in (ROOT / "configs" / folder).glob("*.yaml"))
@@ -56,4 +61,5 @@ def test_shipped_config_trains_as_recorded(config: str, inputs, tmp_path: Path) 
     expected = RECORDED[config]
     assert {k: v for k, v in row.items() if "seconds" not in k}.keys() == expected.keys()
     for key, value in expected.items():
-        assert row[key] == (value if value is None else pytest.approx(value, rel=1e-5, abs=1e-6)), key
+        rel = LOSS_TOLERANCE if "loss" in key else 1e-9
+        assert row[key] == (value if value is None else pytest.approx(value, rel=rel, abs=1e-6)), key
