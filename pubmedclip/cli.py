@@ -17,6 +17,7 @@ import torch
 from infra.cli import Parser, run_command
 from infra.errors import UserError
 from infra.files import save_npz_atomic, write_text_atomic
+from pubmedclip.retrieval.cli import caption_main, captioning_result, index_main, search_main
 
 
 def _write_json(payload: dict, out: str | None) -> None:
@@ -82,7 +83,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     parser = Parser(prog="pubmedclip evaluate", description="Retrieval, zero-shot, linear probe.")
     _runtime_args(parser)
-    parser.add_argument("--task", default="retrieval", choices=("retrieval", "zeroshot", "linear-probe"))
+    parser.add_argument("--task", default="retrieval", choices=("retrieval", "zeroshot", "linear-probe", "captioning"))
+    parser.add_argument("--bank", help="captioning: caption bank (default: the other captions of --data)")
+    parser.add_argument("--bank-image-root", help="captioning: image folder of the bank (pixel baseline)")
+    parser.add_argument("--protocol", default="sound", choices=("sound", "medclip"), help="captioning protocol")
     parser.add_argument("--data", required=True, help="pairs (retrieval) or labelled images / SLAKE folder")
     parser.add_argument("--image-root", help="image folder when the data file's default does not apply")
     parser.add_argument("--preset", choices=("roco2000",), help="roco2000: >=3-word captions, seed-42 shuffle, 2,000")
@@ -96,6 +100,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     encoder = _encoder(args)
     if args.task == "retrieval":
         result = evaluate.retrieval(encoder, args.data, args.image_root, args.preset, args.batch_size)
+    elif args.task == "captioning":
+        result = captioning_result(encoder, args)
     else:
         records = read_labelled(args.data, args.image_root)
         test = [r for r in records if r.split == args.split] if any(r.split for r in records) else records
@@ -143,23 +149,29 @@ def encode_main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    from pubmedclip.checkpoints import export_pubmedclip, load_clip
+    from pubmedclip.checkpoints import load_clip
+    from pubmedclip.exports import EXPORTS, export
 
     parser = Parser(
-        prog="pubmedclip export", description="Write a PubMedCLIP-compatible .pth (OpenAI CLIP key names)."
+        prog="pubmedclip export", description="Write a CLIP for PubMedCLIP, Hugging Face, open_clip or OpenAI's clip."
     )
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--arch")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="a file (pubmedclip, openai) or a folder (hf, open_clip)")
+    parser.add_argument("--format", default="pubmedclip", choices=tuple(EXPORTS),
+                        help="pubmedclip {'state_dict'} .pth, hf CLIPModel folder, open_clip folder, openai clip.load file")
     parser.add_argument("--fp16", action="store_true", help="store weights in float16 (default float32)")
     args = parser.parse_args(argv)
     loaded = load_clip(args.checkpoint, args.arch)
-    export_pubmedclip(loaded, args.out, torch.float16 if args.fp16 else torch.float32)
-    print(f"wrote {args.out} ({loaded.arch})")
+    export(loaded, args.out, args.format, torch.float16 if args.fp16 else torch.float32)
+    print(f"wrote {args.out} ({loaded.arch}, {args.format})")
     return 0
 
 
-COMMANDS = {"finetune": finetune_main, "evaluate": evaluate_main, "encode": encode_main, "export": export_main}
+COMMANDS = {"finetune": finetune_main, "evaluate": evaluate_main, "encode": encode_main, "export": export_main,
+            "pmc-oa": lambda argv: __import__("data_prep.pmc_oa.cli", fromlist=["main"]).main(argv)}
+
+COMMANDS.update({"index": index_main, "caption": caption_main, "search": search_main})
 
 
 def main(argv: list[str] | None = None) -> int:
