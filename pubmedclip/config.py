@@ -25,7 +25,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = ""  # ROCO folder (captions.txt), PubMedCLIP CSV, or generic CSV/JSONL of image + caption
+    train: str = ""  # ROCO folder (captions.txt), PubMedCLIP CSV, generic CSV/JSONL of image + caption, or a
+    # folder of WebDataset shards (000000.tar ...: `pubmedclip pmc-oa extract` output), streamed
     val: str = ""  # same formats; the split used for model selection
     image_root: str | None = None  # image folder when the caption file's default does not apply
     val_image_root: str | None = None
@@ -33,6 +34,7 @@ class DataConfig:
     num_workers: int = 1  # data-loading processes per training process
     crop_scale: list[float] = field(default_factory=lambda: [0.9, 1.0])  # RandomResizedCrop area range
     hflip: bool = False  # left/right flips change anatomy in radiology: off unless asked
+    shuffle_buffer: int = 1000  # samples shuffled together when streaming shards
 
 
 @dataclass

@@ -9,15 +9,17 @@ to decode are skipped by the loader and counted per batch, so an epoch never sto
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 from data_prep import slake
 from infra.errors import UserError
@@ -302,3 +304,120 @@ def _read_slake(root: Path) -> list[LabelledImage]:
             records[key] = LabelledImage(images / record.image_id, {"modality": record.modality,
                                                                     "organ": record.organ}, key[0])
     return list(records.values())
+
+
+SHARD_PATTERN = "[0-9][0-9][0-9][0-9][0-9][0-9].tar"
+
+
+def find_shards(spec: str | Path) -> list[Path]:
+    """The WebDataset shards (``000000.tar`` ...) of a folder such as ``pubmedclip pmc-oa extract`` writes;
+    empty when ``spec`` is not such a folder."""
+    path = Path(spec)
+    return sorted(path.glob(SHARD_PATTERN)) if path.is_dir() else []
+
+
+def count_shard_pairs(shards: Sequence[Path]) -> int:
+    """Pairs in the shards: from the ``pairs.jsonl`` index beside them, else by reading the tar headers."""
+    index = shards[0].parent / "pairs.jsonl"
+    names = {p.name for p in shards}
+    if index.is_file():
+        with index.open(encoding="utf-8") as handle:
+            return sum(json.loads(line)["shard"] in names for line in handle if line.strip())
+    total = 0
+    for shard in shards:
+        with tarfile.open(shard) as archive:
+            total += sum(name.endswith(".jpg") for name in archive.getnames())
+    return total
+
+
+def iter_shard_samples(shard: Path) -> Iterator[tuple[str, bytes, str]]:
+    """(key, image bytes, caption) of each sample of one tar shard, read as a stream."""
+    key, files = None, {}
+    try:
+        with tarfile.open(shard, "r|") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                stem, _, extension = member.name.rpartition("/")[2].partition(".")
+                if stem != key:
+                    if "jpg" in files and "txt" in files:
+                        yield key, files["jpg"], files["txt"].decode("utf-8")
+                    key, files = stem, {}
+                files[extension] = archive.extractfile(member).read()
+    except (tarfile.TarError, OSError) as exc:
+        raise UserError(f"{shard}: unreadable tar shard ({exc})") from exc
+    if "jpg" in files and "txt" in files:
+        yield key, files["jpg"], files["txt"].decode("utf-8")
+
+
+class ShardStream(IterableDataset):
+    """Training batches streamed from WebDataset shards: memory does not grow with the number of shards.
+
+    Each epoch the shards are permuted with the seed; process ``rank`` of ``world`` and data-loading worker
+    ``w`` of ``W`` read every (world * W)-th shard from slot ``rank * W + w`` (wrapping around when its
+    shards run out), shuffle within a buffer and yield ``Batch``es of ``batch_size`` (per process). Every
+    process yields the same number of batches, ``pairs // (batch_size * world)``, as DDP requires.
+    Use ``DataLoader(stream, batch_size=None)``.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[Path],
+        pairs: int,
+        transform: Callable,
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        draft_size: int | None = None,
+    ):
+        if not shards:
+            raise UserError("no tar shards to stream")
+        self.shards, self.transform, self.tokenizer = list(shards), transform, tokenizer
+        self.batch_size, self.rank, self.world, self.seed = batch_size, rank, world, seed
+        self.shuffle_buffer, self.draft_size, self.epoch = max(1, shuffle_buffer), draft_size, 0
+        self.steps = pairs // (batch_size * world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def shard_cycle(self, slot: int, slots: int) -> Iterator[Path]:
+        """The shards of ``slot`` (of ``slots``) this epoch, endlessly: every slots-th of the epoch's permutation."""
+        order = list(self.shards)
+        random.Random(self.seed * 1000 + self.epoch).shuffle(order)
+        position = slot
+        while True:
+            yield order[position % len(order)]
+            position += slots
+
+    def _item(self, number: int, image_bytes: bytes, caption: str) -> tuple | None:
+        try:
+            with Image.open(io.BytesIO(image_bytes)) as image:
+                if self.draft_size is not None:
+                    image.draft("RGB", (self.draft_size, self.draft_size))
+                tensor = self.transform(image.convert("RGB"))  # [3, S, S]
+        except (OSError, ValueError, SyntaxError):
+            return None
+        return number, tensor, self.tokenizer([caption])[0]
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        slot, slots = self.rank * workers + worker, self.world * workers
+        rng = random.Random(f"{self.seed}-{self.epoch}-{slot}")
+        samples = (sample for shard in self.shard_cycle(slot, slots) for sample in iter_shard_samples(shard))
+        buffer, number = [], 0
+        for _ in range(worker, self.steps, workers):  # this worker's share of the epoch's batches
+            items = []
+            while len(items) < self.batch_size:
+                while len(buffer) < self.shuffle_buffer:
+                    buffer.append(next(samples))
+                _, image_bytes, caption = buffer.pop(rng.randrange(len(buffer)))
+                items.append(self._item(number, image_bytes, caption))
+                number += 1
+            yield collate(items)

@@ -35,8 +35,11 @@ from pubmedclip.data import (
     ImageDataset,
     Pair,
     ShardedBatchSampler,
+    ShardStream,
     collate,
+    count_shard_pairs,
     drop_missing,
+    find_shards,
     read_pairs,
     roco_retrieval_subset,
     tokenize_captions,
@@ -201,7 +204,7 @@ class Session:
     loaded: LoadedClip
     model: torch.nn.Module  # loaded.model, wrapped in DDP when distributed
     loader: DataLoader
-    sampler: ShardedBatchSampler
+    sampler: ShardedBatchSampler | ShardStream  # set_epoch(epoch) before each epoch
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -220,19 +223,29 @@ def setup(cfg: FinetuneConfig, dist: DistInfo) -> Session:
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
 
     summary, val_summary = DataSummary(), DataSummary()
-    train_pairs = load_pairs(cfg.data.train, cfg.data.image_root, summary)
     val_root = cfg.data.val_image_root or cfg.data.image_root
     val_pairs = load_pairs(cfg.data.val, val_root, val_summary, cfg.data.val_preset)
-    train_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in train_pairs], summary)
     val_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in val_pairs], val_summary)
-    if len(train_pairs) < cfg.train.batch_size:
-        raise UserError(f"{len(train_pairs)} training pairs are fewer than one batch ({cfg.train.batch_size})")
     transform = image_transform(loaded.preprocess, True, tuple(cfg.data.crop_scale), cfg.data.hflip)
-    train_set = ImageDataset(
-        [p.image for p in train_pairs], transform, train_tokens, draft_size=int(loaded.preprocess["size"])
-    )
-    sampler = ShardedBatchSampler(len(train_set), cfg.train.batch_size, dist.rank, dist.world, cfg.train.seed)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate)
+    draft_size = int(loaded.preprocess["size"])
+    shards = find_shards(cfg.data.train)
+    if shards:  # streamed: neither pairs nor tokens are held in memory
+        summary.pairs = count_shard_pairs(shards)
+        if summary.pairs < cfg.train.batch_size:
+            raise UserError(f"{summary.pairs} training pairs are fewer than one batch ({cfg.train.batch_size})")
+        if cfg.train.batch_size % dist.world:
+            raise UserError(f"batch size {cfg.train.batch_size} is not divisible by the {dist.world} processes")
+        sampler = ShardStream(shards, summary.pairs, transform, loaded.tokenizer, cfg.train.batch_size // dist.world,
+                              dist.rank, dist.world, cfg.train.seed, cfg.data.shuffle_buffer, draft_size)
+        loader = DataLoader(sampler, batch_size=None, num_workers=cfg.data.num_workers)
+    else:
+        train_pairs = load_pairs(cfg.data.train, cfg.data.image_root, summary)
+        train_tokens = tokenize_captions(loaded.tokenizer, [p.caption for p in train_pairs], summary)
+        if len(train_pairs) < cfg.train.batch_size:
+            raise UserError(f"{len(train_pairs)} training pairs are fewer than one batch ({cfg.train.batch_size})")
+        train_set = ImageDataset([p.image for p in train_pairs], transform, train_tokens, draft_size=draft_size)
+        sampler = ShardedBatchSampler(len(train_set), cfg.train.batch_size, dist.rank, dist.world, cfg.train.seed)
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer_cls = torch.optim.AdamW if cfg.train.optimizer == "adamw" else torch.optim.Adam
