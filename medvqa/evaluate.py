@@ -19,7 +19,7 @@ from infra.cli import Parser
 from infra.errors import UserError
 from infra.files import write_text_atomic
 from medvqa.config import read_run_config
-from medvqa.experiment import build_experiment, build_type_classifier, predict, predict_open
+from medvqa.experiment import build_experiment, build_type_classifier, predict_open, predict_topk
 from medvqa.metrics import prediction_frame, summarize
 from medvqa.protocols import PROTOCOLS, get_protocol
 
@@ -62,7 +62,9 @@ def evaluate_run(run_dir: str | Path, protocol: str = "sound", device: str = "au
         router.load_state_dict(torch.load(router_path, map_location="cpu", weights_only=True)["model"])
         is_open = predict_open(router, test.tokens)
     routes = ["OPEN" if o else "CLOSED" for o in is_open.tolist()]
-    frame = prediction_frame(test.records, predict(exp, test, is_open), routes, set(exp.answers))
+    best = [top[0] for top in predict_topk(exp, test, is_open, k=1)]
+    frame = prediction_frame(test.records, [answer for answer, _ in best], routes, set(exp.answers),
+                             [round(probability, 6) for _, probability in best])
     notes = []
     published_vocab = published_answer_vocab(exp.ds.name)
     if spec.published and published_vocab and published_vocab != config.data.answer_vocab:

@@ -198,15 +198,29 @@ def forward(exp: Experiment, split: SplitTensors, idx: Tensor, is_open: Tensor |
 
 
 @torch.no_grad()
-def predict(exp: Experiment, split: SplitTensors, is_open: Tensor | None = None) -> list[str]:
-    """Predicted answer strings for every record of ``split`` (gold routing unless ``is_open`` is given)."""
+def predict_topk(exp: Experiment, split: SplitTensors, is_open: Tensor | None = None,
+                 k: int = 5) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable answers of every record of ``split`` with their probabilities, best first.
+
+    Probabilities are the softmax of the logits over the answers of the branch that answered the
+    question (gold routing unless ``is_open`` is given); fewer than ``k`` where that branch has fewer.
+    """
     exp.model.eval()
-    positions = []
+    top = []
     for idx in split.batches(exp.config.train.eval_batch_size):
         routing = None if is_open is None else is_open[idx]
-        positions.append(forward(exp, split, idx, routing).logits.float().argmax(1))
-    flat = torch.cat(positions).tolist() if positions else []
-    return [exp.answers[p] for p in flat]
+        logits = forward(exp, split, idx, routing).logits.float()  # [B, A]; -inf outside the routed branch
+        order = logits.sort(dim=1, descending=True, stable=True).indices[:, :k]  # ties: the first answer first
+        probabilities = logits.softmax(1).gather(1, order)
+        for positions, values, reachable in zip(order.tolist(), probabilities.tolist(),
+                                                torch.isfinite(logits).sum(1).tolist()):
+            top.append([(exp.answers[p], v) for p, v in zip(positions[:reachable], values[:reachable])])
+    return top
+
+
+def predict(exp: Experiment, split: SplitTensors, is_open: Tensor | None = None) -> list[str]:
+    """Predicted answer strings for every record of ``split`` (gold routing unless ``is_open`` is given)."""
+    return [top[0][0] for top in predict_topk(exp, split, is_open, k=1)]
 
 
 def build_type_classifier(exp: Experiment) -> QuestionTypeClassifier:

@@ -1,9 +1,10 @@
 """Accuracy tables from a predictions frame: open / closed / overall and breakdowns.
 
 A predictions frame has one row per question with at least ``answer`` (normalised gold),
-``prediction``, ``answer_type`` (gold, CLOSED/OPEN) and ``route`` (the branch the question was
-answered by: gold type, or the type classifier's prediction). Accuracy is exact match of the
-normalised answer strings, which equals the published score for one-hot targets.
+``prediction`` (from evaluation also its softmax ``probability``), ``answer_type`` (gold, CLOSED/OPEN)
+and ``route`` (the branch the question was answered by: gold type, or the type classifier's
+prediction). Accuracy is exact match of the normalised answer strings, which equals the published
+score for one-hot targets.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from medvqa.data import VQARecord, normalize_answer
 
 
 def prediction_frame(records: list[VQARecord], predictions: list[str], routes: list[str],
-                     answer_set: set[str]) -> pd.DataFrame:
-    """One row per record: ids, gold fields, the prediction and whether it is correct."""
+                     answer_set: set[str], probabilities: list[float] | None = None) -> pd.DataFrame:
+    """One row per record: ids, gold fields, the prediction (with its probability, where given) and
+    whether it is correct."""
     gold = [normalize_answer(r.answer) for r in records]
     return pd.DataFrame({
         "qid": [r.qid for r in records],
@@ -22,6 +24,7 @@ def prediction_frame(records: list[VQARecord], predictions: list[str], routes: l
         "question": [r.question for r in records],
         "answer": gold,
         "prediction": predictions,
+        **({"probability": probabilities} if probabilities is not None else {}),
         "correct": [g == p for g, p in zip(gold, predictions)],
         "answer_type": [r.answer_type for r in records],
         "route": routes,
