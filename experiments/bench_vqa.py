@@ -37,6 +37,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from infra.memory import reuse_freed_memory
+
 CONFIGS = {"mevf_ban": "mevf_ban", "qcr": "qcr"}
 PUBLISHED = {"mevf_ban": "mevf", "qcr": "qcr"}  # ../shared/peers time_epoch.py --model
 
@@ -65,6 +67,8 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
     from medvqa.batches import one_hot
     from medvqa.config import load_config
     from medvqa.experiment import build_experiment, forward
+
+    reuse_freed_memory()  # as medvqa train does on the CPU
 
     config_dir = Path(__file__).resolve().parents[1] / "configs" / dataset
     name = f"{CONFIGS[model]}{'_frozen' if frozen else ''}.yaml"
