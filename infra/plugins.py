@@ -3,17 +3,51 @@ head, a visual encoder, a dataset) can be named in its config like the built-in 
 
 An entry is a module name importable from the Python path (``my_package.heads``) or the path of a
 ``.py`` file; a relative file path is taken from the folder of the config that names it.
+
+An installed distribution needs no entry at all: it declares its plug-in under the entry-point group
+``medvqa.plugins`` (``[project.entry-points."medvqa.plugins"] my_heads = "my_package.heads"`` in its
+pyproject.toml), and the registries import it the first time they are asked for a name.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from infra.errors import UserError
+
+ENTRY_POINT_GROUP = "medvqa.plugins"
+_loaded_groups: set[str] = set()
+
+
+def load_entry_points(group: str = ENTRY_POINT_GROUP) -> None:
+    """Import the plug-ins installed distributions declare under ``group``, once per process.
+
+    An entry point names a module that registers what it defines when imported (``"my_package.heads"``)
+    or a function called once to register (``"my_package:register"``). One that fails to load is a
+    one-line error naming it and its distribution.
+    """
+    if group in _loaded_groups:
+        return
+    _loaded_groups.add(group)  # before loading: a plug-in's own registry lookups must not load it again
+    seen = set()
+    for entry_point in importlib.metadata.entry_points(group=group):
+        if (entry_point.name, entry_point.value) in seen:  # one distribution found twice on the path
+            continue
+        seen.add((entry_point.name, entry_point.value))
+        try:
+            loaded = entry_point.load()
+            if callable(loaded) and not isinstance(loaded, ModuleType):
+                loaded()
+        except Exception as error:
+            distribution = entry_point.dist.name if entry_point.dist else "an installed distribution"
+            raise UserError(f"plug-in {entry_point.name!r} = {entry_point.value!r} of {distribution} (entry point "
+                            f"group {group}) failed to load: {type(error).__name__}: {error}") from None
 
 
 def resolve_plugins(entries: Sequence[str], relative_to: Path | None = None) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from infra.config import build
 from infra.errors import UserError
+from infra.plugins import load_entry_points
 
 T = TypeVar("T")
 
@@ -44,9 +45,11 @@ class Registry(Generic[T]):
         return add
 
     def names(self) -> list[str]:
+        load_entry_points()  # installed plug-ins register before the first lookup
         return sorted(self._entries)
 
     def entry(self, name: str) -> Entry[T]:
+        load_entry_points()
         if name not in self._entries:
             raise UserError(f"unknown {self.kind} {name!r}: choose from: {', '.join(self.names())}")
         return self._entries[name]

@@ -1,4 +1,4 @@
-"""The ``medvqa`` command: ``prepare``, ``train``, ``evaluate``, ``demo``.
+"""The ``medvqa`` command: ``prepare``, ``train``, ``evaluate``, ``demo``, ``compare``, ``grid``, ``predict``.
 
 Each subcommand is a ``main(argv) -> int`` that tests call directly. Bad input raises ``UserError``,
 printed here as one line on stderr with exit status 2.
@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
 
 from infra.cli import Parser, run_command
-from infra.files import write_text_atomic
 
 DATA_ROOT_HINT = "../shared/data"
 
@@ -115,58 +113,6 @@ def prepare_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-DEMO_CONFIG = {
-    "model": {"name": "mevf_ban", "visual": ["maml", "cdae"], "freeze_visual": True, "head": {"hidden_dim": 128}},
-    "train": {"epochs": 12, "batch_size": 32, "lr": 0.005, "warmup": [], "decay_epochs": [], "seed": 0},
-}
-
-
-def majority_accuracy(train_answers: list[str], test_answers: list[str]) -> float:
-    """Accuracy (percent) of always answering the most frequent training answer."""
-    majority = max(set(train_answers), key=train_answers.count)
-    return 100.0 * sum(answer == majority for answer in test_answers) / len(test_answers)
-
-
-def demo_main(argv: list[str] | None = None) -> int:
-    """``medvqa demo --out DIR``: prepare the built-in synthetic dataset, train a small MEVF-BAN with
-    frozen visual branches, evaluate it under the sound protocol and compare with the majority answer."""
-    import yaml
-
-    from data_prep.prepare import PrepareOptions, prepare
-    from medvqa import evaluate, train
-    from medvqa.data import PreparedDataset
-
-    parser = Parser(prog="medvqa demo", description=demo_main.__doc__)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--epochs", type=int, default=DEMO_CONFIG["train"]["epochs"])
-    args = parser.parse_args(argv)
-    data_dir = args.out / "data"
-    if (data_dir / "summary.json").is_file():
-        print(f"using prepared data in {data_dir}")
-        summary = json.loads((data_dir / "summary.json").read_text())
-    else:
-        args.out.mkdir(parents=True, exist_ok=True)
-        summary = prepare("synthetic", data_dir, PrepareOptions(image_specs=["gray84", "gray128"]))
-    print(format_summary(summary))
-
-    config = {**DEMO_CONFIG, "data": {"root": str(data_dir)},
-              "train": {**DEMO_CONFIG["train"], "epochs": args.epochs}}
-    config_path = args.out / "demo_config.yaml"
-    write_text_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
-    run_dir = args.out / "run"
-    status = train.main(["--config", str(config_path), "--out", str(run_dir)])
-    if status != 0:
-        return status
-    results_path = run_dir / "results_sound.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else evaluate.evaluate_run(run_dir)
-    ds = PreparedDataset(data_dir)
-    baseline = majority_accuracy([r.answer for r in ds.records("train")], [r.answer for r in ds.records("test")])
-    print(f"test accuracy (sound protocol): open {results['open']:.1f}  closed {results['closed']:.1f}  "
-          f"overall {results['overall']:.1f}   majority answer: {baseline:.1f}")
-    print(f"run directory: {run_dir} (metrics.csv, results.json, predictions.csv)")
-    return 0
-
-
 def _delegate(module: str) -> Callable[[list[str]], int]:
     return lambda argv: importlib.import_module(module).main(argv)
 
@@ -175,7 +121,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "prepare": prepare_main,
     "train": _delegate("medvqa.train"),
     "evaluate": _delegate("medvqa.evaluate"),
-    "demo": demo_main,
+    "demo": _delegate("medvqa.demo"),
+    "compare": _delegate("medvqa.compare"),
+    "grid": _delegate("medvqa.grid.cli"),
+    "predict": _delegate("medvqa.predict"),
 }
 
 

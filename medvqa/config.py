@@ -51,6 +51,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 0.005  # Adamax
+    visual_lr: float = 0.0  # learning rate of the trained visual encoders, on the same schedule; 0: train.lr
     warmup: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0])  # lr multipliers, first epochs
     decay_epochs: list[int] = field(default_factory=lambda: [10, 12, 14, 16, 18])  # lr *= decay_rate at each
     decay_rate: float = 0.75

@@ -36,6 +36,7 @@ from torch import nn
 from infra.cli import Parser
 from infra.errors import UserError
 from infra.files import link_atomic, torch_save_atomic, write_text_atomic
+from infra.memory import reuse_freed_memory
 from infra.progress import progress
 from infra.runs import check_continuation
 from medvqa.batches import one_hot
@@ -51,6 +52,7 @@ from medvqa.experiment import (
     forward,
     predict,
     predict_open,
+    resolve_device,
 )
 from medvqa.metrics import accuracy, prediction_frame
 from medvqa.protocols import EpochSelector, kept_checkpoints
@@ -136,6 +138,16 @@ def lr_at(epoch: int, config: Config) -> float:
         return t.lr * t.warmup[epoch]
     scale = t.warmup[-1] if t.warmup else 1.0
     return t.lr * scale * t.decay_rate ** sum(epoch >= e for e in t.decay_epochs)
+
+
+def parameter_groups(model: nn.Module, config: Config) -> list[dict]:
+    """The trainable parameters as optimizer groups, each with the ``scale`` of ``train.lr`` it trains at:
+    the trained visual encoders at ``train.visual_lr`` where it is set."""
+    t, params = config.train, model.trainable_parameters()
+    encoder_params = {id(p) for p in model.visual.encoders.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in encoder_params], "scale": 1.0},
+              {"params": [p for p in params if id(p) in encoder_params], "scale": t.visual_lr / t.lr}]
+    return [group for group in groups if group["params"]] if t.visual_lr else [{"params": params, "scale": 1.0}]
 
 
 def train_type_classifier(exp: Experiment, out: Path) -> nn.Module:
@@ -254,6 +266,8 @@ def train(config: Config, out: Path) -> int:
 
     if t.threads:
         torch.set_num_threads(t.threads)
+    if resolve_device(t.device).type == "cpu":
+        reuse_freed_memory()
     torch.use_deterministic_algorithms(t.deterministic, warn_only=True)
     seed_everything(t.seed)
     exp = build_experiment(config, state, where=where)
@@ -262,7 +276,7 @@ def train(config: Config, out: Path) -> int:
     model = exp.model
     from_files = encoders_from_files(model, exp.encoder_settings)  # frozen weights the checkpoints need not repeat
     router = train_type_classifier(exp, out) if config.type_classifier.epochs > 0 else None
-    optimizer = torch.optim.Adamax(model.trainable_parameters(), lr=lr_at(0, config))
+    optimizer = torch.optim.Adamax(parameter_groups(model, config), lr=lr_at(0, config))
     history: list[dict] = []
     selectors = {name: EpochSelector(protocol) for name, protocol in kept_checkpoints().items()}
     start = 0
@@ -281,7 +295,7 @@ def train(config: Config, out: Path) -> int:
     for epoch in range(start, t.epochs):
         began = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, config)
+            group["lr"] = lr_at(epoch, config) * group.get("scale", 1.0)
         row = {"epoch": epoch, "lr": lr_at(epoch, config), **train_one_epoch(exp, optimizer, epoch)}
         row["train_seconds"] = round(time.perf_counter() - began, 2)
         row.update(evaluate_epoch(exp, router))

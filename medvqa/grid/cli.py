@@ -1,0 +1,98 @@
+"""``medvqa grid --grid FILE --out DIR [--engine local|submitit|dask]``: train and evaluate every cell of a
+grid of heads x visual encoders x datasets x seeds, then write the report (``DIR/report.html``, tables).
+
+Resumable: finished cells are never re-run, interrupted ones continue after their last finished epoch.
+Cells whose prepared data or weights are missing are skipped with the reason (``DIR/status.csv``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from infra.cli import Parser
+from infra.errors import UserError
+from infra.files import write_text_atomic
+from medvqa.grid.runner import CELL_FILE, ENGINES, Outcome, cell_state, check_finished, run_cells
+from medvqa.grid.spec import Grid, load_grid
+
+
+def engine_options(entries: list[str]) -> dict[str, str]:
+    options = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise UserError(f"--engine-option {entry!r}: expected KEY=VALUE, e.g. timeout_min=600")
+        options[key] = value
+    return options
+
+
+def status_frame(grid: Grid, outcomes: dict[str, Outcome]) -> pd.DataFrame:
+    """One row per cell: its state, why it did not run, and its accuracy under the first protocol."""
+    protocol = grid.spec.protocols[0]
+    rows = []
+    for plan in grid.cells:
+        state = cell_state(plan)
+        outcome = outcomes.get(plan.name)
+        reason = plan.skip if state == "skipped" else outcome.reason if outcome and outcome.state == "failed" else ""
+        if outcome and outcome.state == "failed":
+            state = "failed"
+        overall = check_finished(plan)["results"][protocol]["overall"] if state == "done" else None
+        rows.append({"cell": plan.name, "dataset": plan.dataset, "head": plan.head, "encoder": plan.encoder,
+                     "seed": plan.seed, "state": state, f"overall_{protocol}": overall, "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def write_grid_report(grid: Grid, out: Path) -> Path | None:
+    """The report over the finished cells (grouped over seeds), or None when no cell has finished."""
+    from medvqa.report import Cell, write_report
+
+    runs: dict[tuple[str, str, str], list[Path]] = {}
+    for plan in grid.cells:
+        if (plan.run_dir / CELL_FILE).is_file():
+            runs.setdefault((plan.dataset, plan.head, plan.encoder), []).append(plan.run_dir)
+    if not runs:
+        return None
+    cells = [Cell(dataset, head, encoder, tuple(dirs)) for (dataset, head, encoder), dirs in runs.items()]
+    baseline = grid.spec.baseline if any(cell.encoder == grid.spec.baseline for cell in cells) else None
+    return write_report(cells, out, baseline=baseline, protocol=grid.spec.protocols[0], title=grid.title)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="medvqa grid", description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", type=Path, required=True, help="grid file (YAML), e.g. configs/grids/*.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="grid directory (created, or resumed)")
+    parser.add_argument("--engine", default="local", help=f"one of: {', '.join(ENGINES)} (one cell per job)")
+    parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="submitit: cluster=slurm|local, timeout_min=, slurm_partition=, gpus_per_node=, ...; "
+                             "dask: scheduler=ADDRESS or workers=N")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides for every cell, e.g. train.epochs=2")
+    args = parser.parse_args(argv)
+    if args.engine not in ENGINES:
+        raise UserError(f"unknown engine {args.engine!r}: choose from {', '.join(ENGINES)}")
+    options = engine_options(args.engine_option)
+    grid = load_grid(args.grid, args.out, args.overrides)
+    states = {plan.name: cell_state(plan) for plan in grid.cells}
+    for plan in grid.cells:
+        if states[plan.name] == "done":
+            check_finished(plan)  # the grid asks the config it was finished with
+    todo = [plan for plan in grid.cells if states[plan.name] in ("pending", "partial")]
+    counts = {state: list(states.values()).count(state) for state in ("done", "partial", "pending", "skipped")}
+    print(f"{grid.title}: {len(grid.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    for plan in grid.cells:
+        if plan.skip:
+            print(f"skipped {plan.name}: {plan.skip}")
+    if args.dry_run:
+        for plan in grid.cells:
+            print(f"{states[plan.name]:<8} {plan.name}  {plan.run_dir}")
+        return 0
+    outcomes = {o.cell: o for o in run_cells(todo, args.engine, options, args.out)}
+    status = status_frame(grid, outcomes)
+    write_text_atomic(args.out / "status.csv", status.to_csv(index=False))
+    for row in status[status.state == "failed"].itertuples():
+        print(f"failed {row.cell}: {row.reason}")
+    report = write_grid_report(grid, args.out)
+    print(f"cell states in {args.out / 'status.csv'}")
+    print(f"report: {report}" if report else "no finished cell yet: no report")
+    return 1 if (status.state == "failed").any() else 0

@@ -1,0 +1,134 @@
+"""``medvqa grid``: cells planned from a grid file, skipped with their reason, resumed without re-running
+finished ones, and reported."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import medvqa.train
+from infra.errors import UserError
+from medvqa.cli import main as cli_main
+from medvqa.grid import CELL_FILE, load_grid
+from medvqa.grid.cli import main as grid_main
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY = str(ROOT / "configs" / "synthetic" / "mevf_ban_tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def data(prepare_synthetic) -> Path:
+    return prepare_synthetic("gray84,gray128")
+
+
+def write_grid(path: Path, data: Path, **changes) -> Path:
+    grid = {"title": "test grid", "datasets": {"synthetic": str(data)}, "heads": {"mevf_ban": TINY},
+            "encoders": {"maml+cdae": {}, "maml": {}, "pubmedclip": {"clip": str(path.parent / "absent.pth"),
+                                                                     "cdae": True}},
+            "seeds": [0], "baseline": "maml+cdae", "overrides": ["train.epochs=1", "model.head.hidden_dim=16"],
+            **changes}
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def test_cells_are_planned_with_the_encoders_settings(tmp_path: Path, data: Path) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, encoders={
+        "maml+cdae": {}, "clip_tuned": {"clip": str(tmp_path / "c.pth"), "cdae": True, "freeze": False, "lr": 1e-4},
+        "clip_frozen": {"clip": str(tmp_path / "c.pth"), "arch": "tiny-vit"}}, seeds=[0, 5])
+    grid = load_grid(grid_file, tmp_path / "out")
+    assert [c.name for c in grid.cells][:2] == ["synthetic/mevf_ban/maml+cdae/s0", "synthetic/mevf_ban/maml+cdae/s5"]
+    by_name = {c.name: c for c in grid.cells}
+    tuned = by_name["synthetic/mevf_ban/clip_tuned/s5"].config
+    assert tuned["model"]["visual"] == ["clip", "cdae"] and tuned["model"]["freeze_visual"] is False
+    assert tuned["train"]["visual_lr"] == 1e-4 and tuned["train"]["seed"] == 5 and tuned["train"]["epochs"] == 1
+    frozen = by_name["synthetic/mevf_ban/clip_frozen/s0"].config["model"]
+    assert frozen["visual"] == ["clip"] and frozen["freeze_visual"] == ["clip"]
+    assert frozen["encoders"]["clip"] == {"weights": str(tmp_path / "c.pth"), "arch": "tiny-vit"}
+    assert by_name["synthetic/mevf_ban/clip_frozen/s0"].skip == f"clip weights not found: {tmp_path / 'c.pth'}"
+    assert by_name["synthetic/mevf_ban/maml+cdae/s0"].skip == ""
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"encoders": {"maml+nope": {}}, "baseline": None}, r"unknown visual encoder 'nope'"),
+    ({"encoderz": {}}, r"encoderz"),
+    ({"baseline": "clip"}, r"baseline 'clip' is not one of the encoders"),
+    ({"encoders": {"maml": {"lr": "fast"}}, "baseline": None}, r"encoders.maml.lr"),
+    ({"heads": {"mevf_ban": "configs/none.yaml"}}, r"config file not found: configs/none.yaml"),
+    ({"encoders": {"a/b": {}}, "baseline": None}, r"encoders.a/b: a name may hold"),
+])
+def test_grid_file_mistakes_are_one_line_errors(tmp_path: Path, data: Path, changes: dict, message: str,
+                                                capsys: pytest.CaptureFixture) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, **changes)
+    with pytest.raises(UserError, match=message):
+        load_grid(grid_file, tmp_path / "out")
+    assert cli_main(["grid", "--grid", str(grid_file), "--out", str(tmp_path / "out")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_grid_runs_skips_and_resumes_without_rerunning(tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    fast = ["train.epochs=2", "model.freeze_visual=true"]
+    grid_file = write_grid(tmp_path / "grid.yaml", data, seeds=[0, 1], overrides=[*fast, "model.head.hidden_dim=16"])
+    out = tmp_path / "out"
+    real_epoch, calls = medvqa.train.train_one_epoch, []
+
+    def interrupted(exp, optimizer, epoch):  # the 4th epoch trained (2nd cell, epoch 1) is interrupted
+        calls.append(epoch)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_epoch(exp, optimizer, epoch)
+
+    monkeypatch.setattr(medvqa.train, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        grid_main(["--grid", str(grid_file), "--out", str(out)])
+    first, second = out / "cells/synthetic/mevf_ban/maml+cdae/s0", out / "cells/synthetic/mevf_ban/maml+cdae/s1"
+    assert (first / CELL_FILE).is_file() and not (second / CELL_FILE).exists()
+    assert (second / "checkpoints" / "last.pt").is_file()  # epoch 0 of the interrupted cell is kept
+    finished_at = (first / CELL_FILE).stat().st_mtime_ns, (first / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+
+    monkeypatch.setattr(medvqa.train, "train_one_epoch", real_epoch)
+    assert grid_main(["--grid", str(grid_file), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "6 cells: 1 done, 1 partial, 2 pending, 2 skipped" in printed
+    assert f"resuming {second} after epoch 0" in printed and "cell synthetic/mevf_ban/maml+cdae/s0" not in printed
+    assert ((first / CELL_FILE).stat().st_mtime_ns, (first / "metrics.json").stat().st_mtime_ns) == finished_at
+    assert f"skipped synthetic/mevf_ban/pubmedclip/s0: clip weights not found: {tmp_path / 'absent.pth'}" in printed
+    status = pd.read_csv(out / "status.csv")
+    assert status.state.tolist() == ["done", "done", "done", "done", "skipped", "skipped"]
+    cell = json.loads((second / CELL_FILE).read_text())
+    assert cell["epochs"] == 2 and set(cell["results"]) == {"sound"}
+    assert cell["results"]["sound"]["overall"] == json.loads((second / "results_sound.json").read_text())["overall"]
+    assert (out / "report.html").is_file() and f"report: {out / 'report.html'}" in printed
+
+    assert grid_main(["--grid", str(grid_file), "--out", str(out)]) == 0  # all finished: nothing trains
+    assert "4 done, 0 partial, 0 pending, 2 skipped" in capsys.readouterr().out
+    assert ((first / CELL_FILE).stat().st_mtime_ns, (first / "metrics.json").stat().st_mtime_ns) == finished_at
+
+    write_grid(grid_file, data, seeds=[0, 1], overrides=[*fast, "model.head.hidden_dim=24"])
+    with pytest.raises(UserError, match="cell synthetic/mevf_ban/maml\\+cdae/s0 was finished with another config "
+                                        "\\(model.head.hidden_dim: 16 vs 24\\)"):
+        grid_main(["--grid", str(grid_file), "--out", str(out)])
+
+
+def test_an_encoder_trains_at_its_own_learning_rate(tmp_path: Path, data: Path) -> None:
+    """A grid entry's ``lr`` is ``train.visual_lr``: the trained encoders step at it, the head at ``train.lr``."""
+    from medvqa.config import load_config
+    from medvqa.experiment import build_experiment
+    from medvqa.train import seed_everything
+
+    overrides = [f"data.root={data}", "train.epochs=1", "model.head.hidden_dim=16", "train.visual_lr=1e-9",
+                 "model.visual=[maml]", "model.encoders={}"]
+    assert medvqa.train.main(["--config", TINY, "--out", str(tmp_path / "run"), *overrides]) == 0
+    config = load_config(TINY, overrides)
+    seed_everything(config.train.seed)
+    before = build_experiment(config).model.state_dict()
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    moved = {key: (after[key] - before[key]).abs().max().item() for key in before if before[key].is_floating_point()}
+    encoder = [v for k, v in moved.items() if k.startswith("visual.encoders.maml.") and "running" not in k]
+    assert encoder and max(encoder) < 1e-6  # about 1e-9 per step
+    assert max(v for k, v in moved.items() if k.startswith("classifier.")) > 1e-3
