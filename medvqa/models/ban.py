@@ -6,6 +6,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from medvqa.models.fc import FCNet
+from medvqa.models.precision import softmax32
 
 
 class BCNet(nn.Module):
@@ -52,7 +53,7 @@ class BiAttention(nn.Module):
         empty = (v.abs().sum(2) == 0)[:, None, :, None]  # [B, 1, V, 1]
         logits = logits.masked_fill(empty, float("-inf"))
         b, g, nv, nq = logits.shape
-        return torch.softmax(logits.reshape(b, g, nv * nq), dim=2).view(b, g, nv, nq)
+        return softmax32(logits.reshape(b, g, nv * nq), dim=2).view(b, g, nv, nq)
 
 
 class BiResidual(nn.Module):

@@ -5,10 +5,11 @@ import torch
 from torch import Tensor, nn
 
 from medvqa.models.embedding import WordEmbedding
+from medvqa.models.precision import float32_forward, softmax32
 
 
 class QuestionEncoder(nn.Module):
-    """One-layer unidirectional LSTM or GRU with a zero initial state; returns every step's output."""
+    """One-layer unidirectional LSTM or GRU with a zero initial state, in float32; returns every step's output."""
 
     def __init__(self, in_dim: int, hidden_dim: int = 1024, rnn: str = "LSTM") -> None:
         super().__init__()
@@ -18,6 +19,7 @@ class QuestionEncoder(nn.Module):
         self.rnn = rnns[rnn](in_dim, hidden_dim, num_layers=1, batch_first=True)
         self.output_dim = hidden_dim
 
+    @float32_forward
     def forward(self, emb: Tensor) -> Tensor:
         output, _ = self.rnn(emb)  # [B, T, hidden]
         return output
@@ -43,7 +45,7 @@ class QuestionAttention(nn.Module):
     def forward(self, emb: Tensor, states: Tensor) -> Tensor:
         joint = torch.cat([emb, states], dim=2)  # [B, T, 300 + hidden]
         gated = torch.tanh(self.tanh_gate(joint)) * torch.sigmoid(self.sigmoid_gate(joint))  # [B, T, hidden]
-        weights = torch.softmax(self.attn(gated).squeeze(2), dim=1)  # [B, T]
+        weights = softmax32(self.attn(gated).squeeze(2), dim=1)  # [B, T]
         return torch.bmm(weights.unsqueeze(1), states).squeeze(1)  # [B, hidden]
 
 

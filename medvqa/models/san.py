@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from medvqa.models.precision import softmax32
+
 
 class AttentionStack(nn.Module):
     """One attention hop: ``tanh(W_q u + W_v v) -> dropout -> w`` gives weights over the V visual vectors."""
@@ -20,7 +22,7 @@ class AttentionStack(nn.Module):
         v_emb = self.v_proj(v)  # [B, V, att]
         scores = self.score(self.dropout(torch.tanh(q_emb.unsqueeze(1) + v_emb)))  # [B, V, 1]
         scores = scores.masked_fill((v_emb.abs().sum(2) == 0).unsqueeze(2), float("-inf"))
-        weights = torch.softmax(scores, dim=1)  # [B, V, 1]
+        weights = softmax32(scores, dim=1)  # [B, V, 1]
         return q_emb, (v_emb * weights).sum(1)  # [B, att], [B, att]
 
 
