@@ -140,40 +140,46 @@ def infer_openai_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
+# OpenAI-layout names -> Hugging Face CLIPModel names. Per transformer block (besides q, k, v, which Hugging Face
+# keeps apart and OpenAI concatenates as attn.in_proj_*):
+HF_BLOCK_NAMES = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
+                  "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+HF_TOWERS = {"": "text_model.", "visual.": "vision_model."}  # OpenAI prefix -> Hugging Face prefix
+# Outside the blocks; the projections are stored transposed ([width, embed_dim] against [embed_dim, width]).
+HF_NAMES = {
+    "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+    "positional_embedding": "text_model.embeddings.position_embedding.weight",
+    "visual.class_embedding": "vision_model.embeddings.class_embedding",
+    "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "logit_scale": "logit_scale",
+    **{f"{ours}.{kind}": f"{theirs}.{kind}" for kind in ("weight", "bias") for ours, theirs in (
+        ("ln_final", "text_model.final_layer_norm"), ("visual.ln_pre", "vision_model.pre_layrnorm"),
+        ("visual.ln_post", "vision_model.post_layernorm"))},
+}
+HF_TRANSPOSED = {"text_projection": "text_projection.weight", "visual.proj": "visual_projection.weight"}
+
+
+def hf_block_names(prefix: str, hf_prefix: str, layers: int) -> dict[str, str]:
+    """The OpenAI -> Hugging Face names of one tower's blocks, q/k/v aside."""
+    return {f"{prefix}transformer.resblocks.{i}.{ours}.{kind}": f"{hf_prefix}encoder.layers.{i}.{theirs}.{kind}"
+            for i in range(layers) for ours, theirs in HF_BLOCK_NAMES.items() for kind in ("weight", "bias")}
+
+
 def hf_to_openai(
     sd: dict[str, torch.Tensor], hf_config: dict[str, Any]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Convert a Hugging Face ``CLIPModel`` state dict and config.json to the OpenAI layout and open_clip config."""
-    out: dict[str, torch.Tensor] = {}
-    towers = {"text_model.": "", "vision_model.": "visual."}
-    renames = {
-        "self_attn.out_proj": "attn.out_proj",
-        "layer_norm1": "ln_1",
-        "layer_norm2": "ln_2",
-        "mlp.fc1": "mlp.c_fc",
-        "mlp.fc2": "mlp.c_proj",
-    }
-    for hf_prefix, prefix in towers.items():
-        n_layers = hf_config[f"{hf_prefix[:-7]}_config"]["num_hidden_layers"]
-        for i in range(n_layers):
+    out = {ours: sd[theirs] for ours, theirs in HF_NAMES.items()}
+    out.update({ours: sd[theirs].T for ours, theirs in HF_TRANSPOSED.items()})  # [width, embed_dim]
+    for prefix, hf_prefix in HF_TOWERS.items():
+        layers = hf_config[f"{hf_prefix[:-7]}_config"]["num_hidden_layers"]
+        out.update({ours: sd[theirs] for ours, theirs in hf_block_names(prefix, hf_prefix, layers).items()})
+        for i in range(layers):
             src, dst = f"{hf_prefix}encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
             for kind in ("weight", "bias"):
                 qkv = [sd[f"{src}self_attn.{p}_proj.{kind}"] for p in "qkv"]
                 out[f"{dst}attn.in_proj_{kind}"] = torch.cat(qkv, dim=0)  # [3 * width, ...]
-                for old, new in renames.items():
-                    out[f"{dst}{new}.{kind}"] = sd[f"{src}{old}.{kind}"]
-    out["token_embedding.weight"] = sd["text_model.embeddings.token_embedding.weight"]
-    out["positional_embedding"] = sd["text_model.embeddings.position_embedding.weight"]
-    out["text_projection"] = sd["text_projection.weight"].T  # [width, embed_dim]
-    out["visual.class_embedding"] = sd["vision_model.embeddings.class_embedding"]
-    out["visual.conv1.weight"] = sd["vision_model.embeddings.patch_embedding.weight"]
-    out["visual.positional_embedding"] = sd["vision_model.embeddings.position_embedding.weight"]
-    out["visual.proj"] = sd["visual_projection.weight"].T  # [width, embed_dim]
-    out["logit_scale"] = sd["logit_scale"]
-    for kind in ("weight", "bias"):
-        out[f"ln_final.{kind}"] = sd[f"text_model.final_layer_norm.{kind}"]
-        out[f"visual.ln_pre.{kind}"] = sd[f"vision_model.pre_layrnorm.{kind}"]
-        out[f"visual.ln_post.{kind}"] = sd[f"vision_model.post_layernorm.{kind}"]
 
     vis, txt = hf_config["vision_config"], hf_config["text_config"]
     cfg = {

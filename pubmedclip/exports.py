@@ -24,14 +24,10 @@ import torch
 
 from infra.errors import UserError
 from infra.files import torch_save_atomic, write_text_atomic
-from pubmedclip.checkpoints import export_pubmedclip, openai_state_dict
+from pubmedclip.checkpoints import HF_NAMES, HF_TOWERS, HF_TRANSPOSED, export_pubmedclip, hf_block_names, openai_state_dict
 from pubmedclip.models import LoadedClip
 
 _HF_RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}  # PIL filter codes
-_HF_LAYER_RENAMES = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
-                     "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
-
-
 def _replace_folder(out: str | Path, write: Callable[[Path], None]) -> Path:
     """Fill a temporary sibling folder with ``write`` and move it to ``out`` (replacing an older export)."""
     out = Path(out)
@@ -70,27 +66,16 @@ def export_open_clip(loaded: LoadedClip, out: str | Path, dtype: torch.dtype = t
 
 def hf_state_dict(sd: dict[str, torch.Tensor], text_layers: int, vision_layers: int) -> dict[str, torch.Tensor]:
     """OpenAI-layout ViT CLIP weights under Hugging Face ``CLIPModel`` names (the inverse of ``hf_to_openai``)."""
-    out: dict[str, torch.Tensor] = {}
-    for prefix, hf_prefix, layers in (("", "text_model.", text_layers), ("visual.", "vision_model.", vision_layers)):
+    out = {theirs: sd[ours] for ours, theirs in HF_NAMES.items()}
+    out.update({theirs: sd[ours].T for ours, theirs in HF_TRANSPOSED.items()})  # [embed_dim, width]
+    out["logit_scale"] = out["logit_scale"].reshape(())
+    for (prefix, hf_prefix), layers in zip(HF_TOWERS.items(), (text_layers, vision_layers)):
+        out.update({theirs: sd[ours] for ours, theirs in hf_block_names(prefix, hf_prefix, layers).items()})
         for i in range(layers):
             src, dst = f"{prefix}transformer.resblocks.{i}.", f"{hf_prefix}encoder.layers.{i}."
             for kind in ("weight", "bias"):
                 for name, part in zip("qkv", sd[f"{src}attn.in_proj_{kind}"].chunk(3, dim=0)):  # [width, ...] each
                     out[f"{dst}self_attn.{name}_proj.{kind}"] = part
-                for ours, theirs in _HF_LAYER_RENAMES.items():
-                    out[f"{dst}{theirs}.{kind}"] = sd[f"{src}{ours}.{kind}"]
-    out["text_model.embeddings.token_embedding.weight"] = sd["token_embedding.weight"]
-    out["text_model.embeddings.position_embedding.weight"] = sd["positional_embedding"]
-    out["text_projection.weight"] = sd["text_projection"].T  # [embed_dim, width]
-    out["vision_model.embeddings.class_embedding"] = sd["visual.class_embedding"]
-    out["vision_model.embeddings.patch_embedding.weight"] = sd["visual.conv1.weight"]
-    out["vision_model.embeddings.position_embedding.weight"] = sd["visual.positional_embedding"]
-    out["visual_projection.weight"] = sd["visual.proj"].T  # [embed_dim, width]
-    out["logit_scale"] = sd["logit_scale"].reshape(())
-    for kind in ("weight", "bias"):
-        out[f"text_model.final_layer_norm.{kind}"] = sd[f"ln_final.{kind}"]
-        out[f"vision_model.pre_layrnorm.{kind}"] = sd[f"visual.ln_pre.{kind}"]
-        out[f"vision_model.post_layernorm.{kind}"] = sd[f"visual.ln_post.{kind}"]
     return {k: v.contiguous() for k, v in out.items()}
 
 
