@@ -59,7 +59,7 @@ def write_grid_report(grid: Grid, out: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="medvqa grid", description=__doc__.splitlines()[0])
+    parser = Parser(prog="medvqa grid", description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--grid", type=Path, required=True, help="grid file (YAML), e.g. configs/grids/*.yaml")
     parser.add_argument("--out", type=Path, required=True, help="grid directory (created, or resumed)")
     parser.add_argument("--engine", default="local", help=f"one of: {', '.join(ENGINES)} (one cell per job)")
