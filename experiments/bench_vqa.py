@@ -18,8 +18,13 @@ With ``--published`` it times the published MEVF and QCR+TCR code beside this to
 same 3,064 training QA (train and val: the published code holds nothing out) and the same threads:
 for each model, ``--rounds`` rounds of published, ours fine-tuned, ours frozen, each in a fresh process
 (A B A B). Both sides time their first ``--steps`` iterations and extrapolate an epoch the same way (first
-iteration + the mean of the others x the iterations left). It prints each measurement, then per model
+iteration + the mean of the others x the iterations left). With ``--bf16`` each round also times this toolkit
+under bfloat16 autocast. It prints each measurement, then per model
 the median seconds per epoch, peak memory, and the published / ours ratio.
+
+    python experiments/bench_vqa.py --profile mevf_ban:frozen --vqa-rad data/vqa_rad [--steps 8] [--bf16]
+
+prints where one setting's training step goes (torch.profiler: operators by self CPU time).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -57,13 +63,10 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: bool, model_only: bool,
-        all_train: bool = False) -> dict:
-    """Time ``steps`` training steps (after 2 warm-up steps) of one setting in this process.
-
-    ``all_train``: train on train and val, as the published code does; the warm-up steps are then timed
-    too, and the epoch extrapolated from the first ``steps`` iterations as the published timing does.
-    """
+def training_step(model: str, dataset: str, root: str, frozen: bool, bf16: bool, model_only: bool,
+                  all_train: bool = False) -> tuple[Callable[[torch.Tensor], None], list[torch.Tensor], int]:
+    """One setting's training step exactly as ``medvqa train`` takes it (or, ``model_only``, on one batch gathered
+    beforehand), the epoch's batches and the number of training QA."""
     from medvqa.batches import one_hot
     from medvqa.config import load_config
     from medvqa.experiment import build_experiment, forward
@@ -83,7 +86,7 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
     fixed = batches[0]
     fixed_inputs = exp.visual.batch(split.image_rows[fixed])
 
-    def step(idx):
+    def step(idx: torch.Tensor) -> None:
         if model_only:  # inputs gathered once, outside the timed loop
             images, features = fixed_inputs
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -97,6 +100,17 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
         torch.nn.utils.clip_grad_norm_(m.trainable_parameters(), config.train.clip_norm)
         optimizer.step()
 
+    return step, batches, len(split)
+
+
+def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: bool, model_only: bool,
+        all_train: bool = False) -> dict:
+    """Time ``steps`` training steps (after 2 warm-up steps) of one setting in this process.
+
+    ``all_train``: train on train and val, as the published code does; the warm-up steps are then timed
+    too, and the epoch extrapolated from the first ``steps`` iterations as the published timing does.
+    """
+    step, batches, qa = training_step(model, dataset, root, frozen, bf16, model_only, all_train)
     seconds = []
     for idx in batches[:2 + steps]:
         start = time.perf_counter()
@@ -106,13 +120,30 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
     timed = seconds[:steps]  # the published timing's window: the first iterations, warm-up included
     result = {"seconds_per_step": per_step, "seconds_per_epoch": per_step * len(batches),
               "epoch_extrapolated": timed[0] + (len(batches) - 1) * statistics.fmean(timed[1:] or timed),
-              "steps_per_epoch": len(batches), "qa": len(split), "peak_rss_gib": peak_rss_gib()}
+              "steps_per_epoch": len(batches), "qa": qa, "peak_rss_gib": peak_rss_gib()}
     if not model_only:  # the FLOPs of a step are the same both ways: count them once, on one more untimed step
         counter = FlopCounterMode(display=False)
         with counter:
             step(batches[0])
         result["gflop_per_step"] = counter.get_total_flops() / 1e9
     return result
+
+
+def profile(setting: str, root: str, steps: int, bf16: bool, rows: int = 20) -> None:
+    """Where a training step's time goes: torch.profiler over ``steps`` steps (after 2 warm-up steps), the
+    operators with the most self CPU time, forward and backward apart."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    model, _, mode = setting.partition(":")
+    step, batches, _ = training_step(model, "vqa_rad", root, mode == "frozen", bf16, model_only=False)
+    for idx in batches[:2]:
+        step(idx)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in batches[2:2 + steps]:
+            step(idx)
+    print(f"{setting}{' bf16' if bf16 else ''}: {steps} steps on VQA-RAD, {torch.get_num_threads()} threads")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def run_child(cmd: list[str], threads: int) -> str:
@@ -126,9 +157,10 @@ def run_child(cmd: list[str], threads: int) -> str:
 
 
 def ours(model: str, dataset: str, root: str, mode: str, timing: str, args: argparse.Namespace,
-         all_train: bool = False) -> dict:
+         all_train: bool = False, bf16: bool | None = None) -> dict:
+    bf16 = args.bf16 if bf16 is None else bf16
     cmd = [sys.executable, __file__, "--steps", str(args.steps), "--threads", str(args.threads),
-           "--one", model, dataset, root, mode, timing, *(["--bf16"] if args.bf16 else []),
+           "--one", model, dataset, root, mode, timing, *(["--bf16"] if bf16 else []),
            *(["--all-train"] if all_train else [])]
     return json.loads(run_child(cmd, args.threads).strip().splitlines()[-1])
 
@@ -146,7 +178,7 @@ def published(model: str, args: argparse.Namespace, work: Path) -> dict:
 def side_by_side(args: argparse.Namespace) -> None:
     """The published code and this toolkit on the same training QA, interleaved (A B A B)."""
     print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s, {args.threads} threads")
-    print(f"{'model':<9}{'round':>6}  {'code':<18}{'QA':>6}{'s/epoch':>9}{'peak GiB':>9}")
+    print(f"{'model':<9}{'round':>6}  {'code':<22}{'QA':>6}{'s/epoch':>9}{'peak GiB':>9}")
     summary = []
     with tempfile.TemporaryDirectory(prefix="bench_published_") as tmp:
         for model in args.models.split(","):
@@ -154,22 +186,23 @@ def side_by_side(args: argparse.Namespace) -> None:
             peaks: dict[str, float] = {}
             for round_ in range(1, args.rounds + 1):
                 measured = {"published": published(model, args, Path(tmp))}
-                for mode in args.modes.split(","):
-                    row = ours(model, "vqa_rad", args.vqa_rad, mode, "e2e", args, all_train=True)
-                    measured[f"ours {mode}"] = {"epoch": row["epoch_extrapolated"], "peak_gib": row["peak_rss_gib"],
-                                                "qa": row["qa"]}
+                precisions = [False, True] if args.bf16 else [False]  # --bf16: float32 and bf16 rows
+                for bf16, mode in [(b, m) for b in precisions for m in args.modes.split(",")]:
+                    row = ours(model, "vqa_rad", args.vqa_rad, mode, "e2e", args, all_train=True, bf16=bf16)
+                    measured[f"ours {mode}{' bf16' if bf16 else ''}"] = {
+                        "epoch": row["epoch_extrapolated"], "peak_gib": row["peak_rss_gib"], "qa": row["qa"]}
                 for code, row in measured.items():
                     times.setdefault(code, []).append(row["epoch"])
                     peaks[code] = max(peaks.get(code, 0.0), row["peak_gib"])
-                    print(f"{model:<9}{round_:>6}  {code:<18}{row['qa']:>6}{row['epoch']:>9.1f}{row['peak_gib']:>9.2f}",
+                    print(f"{model:<9}{round_:>6}  {code:<22}{row['qa']:>6}{row['epoch']:>9.1f}{row['peak_gib']:>9.2f}",
                           flush=True)
             baseline = statistics.median(times["published"])
             for code, values in times.items():
                 median = statistics.median(values)
-                summary.append(f"{model:<9}{code:<18}{median:>9.1f}{peaks[code]:>9.2f}{baseline / median:>9.2f}x")
+                summary.append(f"{model:<9}{code:<22}{median:>9.1f}{peaks[code]:>9.2f}{baseline / median:>9.2f}x")
     print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s")
     print(f"\nmedian over {args.rounds} rounds, {args.steps} iterations each, extrapolated to an epoch")
-    print(f"{'model':<9}{'code':<18}{'s/epoch':>9}{'peak GiB':>9}{'speed-up':>10}")
+    print(f"{'model':<9}{'code':<22}{'s/epoch':>9}{'peak GiB':>9}{'speed-up':>10}")
     print("\n".join(summary))
 
 
@@ -185,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--published", help="folder of the published code and its time_epoch.py: time it side by side")
     parser.add_argument("--data-root", default="../shared/data", help="raw data the published code reads (--published)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (--published)")
+    parser.add_argument("--profile", metavar="MODEL:MODE", help="profile one setting's step, e.g. mevf_ban:finetuned")
     parser.add_argument("--one", nargs=5, metavar=("MODEL", "DATASET", "ROOT", "MODE", "TIMING"), help=argparse.SUPPRESS)
     parser.add_argument("--all-train", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -193,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         model, dataset, root, mode, timing = args.one
         print(json.dumps(one(model, dataset, root, mode == "frozen", args.steps, args.bf16, timing == "model",
                              args.all_train)))
+        return 0
+    if args.profile:
+        profile(args.profile, args.vqa_rad, args.steps, args.bf16)
         return 0
     if args.published:
         side_by_side(args)
