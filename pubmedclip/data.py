@@ -9,10 +9,13 @@ to decode are skipped by the loader and counted per batch, so an epoch never sto
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -136,10 +139,13 @@ def _read_table(path: Path, image_root: Path | None) -> list[Pair]:
 
 
 def read_pairs(spec: str | Path, image_root: str | Path | None = None) -> list[Pair]:
-    """Image-caption pairs from a ROCO folder (``captions.txt``), a CSV/TSV or a JSONL file."""
+    """Image-caption pairs from a ROCO folder (``captions.txt``), a CSV/TSV or a JSONL file, or a folder of
+    WebDataset shards (``pubmedclip pmc-oa extract`` output; its images unpacked once, see ``unpack_shards``)."""
     path = Path(spec)
     root = Path(image_root) if image_root else None
     if path.is_dir():
+        if find_shards(path):
+            return unpack_shards(path)
         for folder in (path, path / "radiology"):
             if (folder / "captions.txt").is_file():
                 return _read_roco(folder, root)
@@ -348,6 +354,35 @@ def iter_shard_samples(shard: Path) -> Iterator[tuple[str, bytes, str]]:
         raise UserError(f"{shard}: unreadable tar shard ({exc})") from exc
     if "jpg" in files and "txt" in files:
         yield key, files["jpg"], files["txt"].decode("utf-8")
+
+
+def unpack_shards(folder: Path, cache_root: Path | None = None) -> list[Pair]:
+    """The pairs of a shard folder as files, for the evaluations that read images by path.
+
+    The images are unpacked once into ``cache_root`` (default: the system's temporary folder), under a name
+    derived from the shards' paths, sizes and modification times, so changed shards are unpacked afresh;
+    a cache is written to a temporary sibling and renamed into place when complete.
+    """
+    shards = find_shards(folder)
+    identity = "\n".join(f"{s.resolve()} {s.stat().st_size} {s.stat().st_mtime_ns}" for s in shards)
+    cache_root = cache_root or Path(tempfile.gettempdir()) / "pubmedclip-shards"
+    cache = cache_root / hashlib.sha1(identity.encode()).hexdigest()[:16]
+    captions = cache / "captions.jsonl"
+    if not captions.is_file():
+        cache_root.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache_root))
+        with (partial / "captions.jsonl").open("w", encoding="utf-8") as out:
+            for shard in shards:
+                for key, image_bytes, caption in iter_shard_samples(shard):
+                    (partial / f"{key}.jpg").write_bytes(image_bytes)
+                    out.write(json.dumps({"id": key, "caption": caption}) + "\n")
+        try:
+            partial.rename(cache)
+        except OSError:  # another process finished the same cache first
+            shutil.rmtree(partial, ignore_errors=True)
+    with captions.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [Pair(cache / f"{row['id']}.jpg", row["caption"], row["id"]) for row in rows]
 
 
 class ShardStream(IterableDataset):

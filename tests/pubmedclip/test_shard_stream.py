@@ -15,7 +15,7 @@ from data_prep.pmc_oa.pipeline import RunSettings, extract
 from data_prep.pmc_oa.sources import find_sources
 from pubmedclip.cli import main
 from pubmedclip.config import load_config
-from pubmedclip.data import ShardStream, count_shard_pairs, find_shards, iter_shard_samples
+from pubmedclip.data import ShardStream, count_shard_pairs, find_shards, iter_shard_samples, read_pairs, unpack_shards
 from pubmedclip.models import image_transform, random_clip
 
 
@@ -94,3 +94,13 @@ def test_webdataset_reads_the_shards(shard_dir: Path) -> None:
     assert len(samples) == 11
     key, image, caption, meta = samples[0]
     assert meta["key"] == key and meta["caption"] == caption and image.size == (meta["width"], meta["height"])
+
+
+def test_read_pairs_unpacks_a_shard_folder_once(shard_dir: Path, tmp_path: Path) -> None:
+    pairs = unpack_shards(shard_dir, tmp_path)
+    samples = [(key, image, caption) for shard in find_shards(shard_dir) for key, image, caption in iter_shard_samples(shard)]
+    assert [(p.id, p.image.read_bytes(), p.caption) for p in pairs] == samples
+    stamps = [p.image.stat().st_mtime_ns for p in pairs]
+    assert [p.image.stat().st_mtime_ns for p in unpack_shards(shard_dir, tmp_path)] == stamps  # cached, not rewritten
+    assert len(list(tmp_path.iterdir())) == 1
+    assert [p.id for p in read_pairs(shard_dir)] == [p.id for p in pairs]  # read_pairs takes a shard folder too

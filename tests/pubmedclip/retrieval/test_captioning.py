@@ -62,3 +62,16 @@ def test_external_bank_and_bad_input(encoder: ImageEncoder, roco: Path, data_roo
     (tmp_path / "none.csv").write_text("image,caption\nmissing.jpg,a chest ct\n")
     with pytest.raises(UserError, match="no image-caption pairs with an existing image"):
         evaluate_captioning(encoder, tmp_path / "none.csv")
+
+
+def test_captioning_on_pmc_oa_shards(encoder: ImageEncoder, data_root: Path, tmp_path: Path) -> None:
+    """The figure-caption shards ``pubmedclip pmc-oa extract`` writes from the real OA packages are a test set too."""
+    from data_prep.pmc_oa.pipeline import RunSettings, extract
+    from data_prep.pmc_oa.sources import find_sources
+
+    shards = tmp_path / "shards"
+    extract(find_sources(data_root / "pmc_oa" / "packages"), shards, settings=RunSettings(workers=1, show_progress=False))
+    result = evaluate_captioning(encoder, shards, per_image=tmp_path / "pmc.jsonl", k=3, resamples=20, java=False)
+    rows = [json.loads(line) for line in (tmp_path / "pmc.jsonl").read_text().splitlines()]
+    assert result["n_images"] == len(rows) == 11 and result["bank"]["own_caption"] == "excluded"
+    assert all(hit["id"] != row["image_id"] for row in rows for hit in row["retrieved"])
