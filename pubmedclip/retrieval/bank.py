@@ -7,7 +7,7 @@ from pathlib import Path
 
 from infra.errors import UserError
 from infra.files import read_text
-from pubmedclip.data import CAPTION_COLUMNS, _pick, _read_rows
+from pubmedclip.data import CAPTION_COLUMNS, _pick, _read_rows, find_shards, iter_shard_samples
 
 ID_COLUMNS = ("id", "roco_id", "image_id")
 
@@ -33,12 +33,15 @@ def _roco_captions(file: Path) -> list[Caption]:
 
 
 def read_captions(spec: str | Path) -> list[Caption]:
-    """Captions of a ROCO folder or ``captions.txt``, or of a CSV/TSV/JSONL table with a caption column.
+    """Captions of a ROCO folder or ``captions.txt``, of a CSV/TSV/JSONL table with a caption column, or of a
+    folder of WebDataset shards (``pubmedclip pmc-oa extract`` output).
 
     Blank captions are dropped; a source with none left is a one-line error, as are duplicate ids.
     """
     path = Path(spec)
-    if path.is_dir():
+    if find_shards(path):
+        captions = [Caption(key, text.strip()) for shard in find_shards(path) for key, _, text in iter_shard_samples(shard)]
+    elif path.is_dir():
         folder = next((f for f in (path, path / "radiology") if (f / "captions.txt").is_file()), None)
         if folder is None:
             raise UserError(f"{path} has no captions.txt (ROCO layout) and is not a caption file")

@@ -11,7 +11,7 @@ import pytest
 from infra.errors import UserError
 from pubmedclip.data import Pair
 from pubmedclip.encoder import ImageEncoder
-from pubmedclip.retrieval.bank import Caption
+from pubmedclip.retrieval.bank import Caption, read_captions
 from pubmedclip.retrieval.captioning import evaluate_captioning, excluded_rows
 
 
@@ -75,3 +75,5 @@ def test_captioning_on_pmc_oa_shards(encoder: ImageEncoder, data_root: Path, tmp
     rows = [json.loads(line) for line in (tmp_path / "pmc.jsonl").read_text().splitlines()]
     assert result["n_images"] == len(rows) == 11 and result["bank"]["own_caption"] == "excluded"
     assert all(hit["id"] != row["image_id"] for row in rows for hit in row["retrieved"])
+    assert [c.id for c in read_captions(shards)] == [json.loads(line)["key"]
+                                                     for line in (shards / "pairs.jsonl").read_text().splitlines()]
