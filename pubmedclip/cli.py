@@ -1,4 +1,4 @@
-"""Command line: ``pubmedclip finetune | evaluate | encode | export``.
+"""Command line: ``pubmedclip finetune | evaluate | encode | export | index | caption | search | pmc-oa``.
 
 Each subcommand is ``<name>_main(argv) -> int``; input problems print ``error: ...`` and exit with status 2 (``infra.cli``).
 """
@@ -168,10 +168,14 @@ def export_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"finetune": finetune_main, "evaluate": evaluate_main, "encode": encode_main, "export": export_main,
-            "pmc-oa": lambda argv: __import__("data_prep.pmc_oa.cli", fromlist=["main"]).main(argv)}
+def pmc_oa_main(argv: list[str] | None = None) -> int:
+    from data_prep.pmc_oa.cli import main as extract_main
 
-COMMANDS.update({"index": index_main, "caption": caption_main, "search": search_main})
+    return extract_main(argv)
+
+
+COMMANDS = {"finetune": finetune_main, "evaluate": evaluate_main, "encode": encode_main, "export": export_main,
+            "index": index_main, "caption": caption_main, "search": search_main, "pmc-oa": pmc_oa_main}
 
 
 def main(argv: list[str] | None = None) -> int:
