@@ -47,7 +47,7 @@ class EncoderEntry:
     clip: str = ""  # a CLIP checkpoint (OpenAI, PubMedCLIP, open_clip, Hugging Face, a fine-tuning run)
     arch: str = ""  # its architecture, where the file does not name it
     cdae: bool = False  # the CDAE beside the CLIP tower (as PubMedCLIP)
-    freeze: bool | list[str] | None = None  # None: a CLIP tower frozen, otherwise the head config's choice
+    freeze: bool | list[str] | None = None  # None: a CLIP tower frozen, the others as the head config says
     lr: float | None = None  # learning rate of the trained encoders (None: the head's)
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # settings per encoder
     overrides: list[str] = field(default_factory=list)  # dotted config overrides of this encoder's cells
@@ -131,10 +131,11 @@ def encoder_model(entry: EncoderEntry, name: str, model: dict[str, Any]) -> dict
         encoders["clip"] = {**encoders.get("clip", {}), "weights": entry.clip, "arch": entry.arch}
     encoders = {n: {**settings, **(entry.encoders.get(n) or {})} for n, settings in encoders.items()}
     freeze = entry.freeze
-    if freeze is None:  # a CLIP tower frozen; otherwise what the head's config freezes of these encoders
+    if freeze is None:  # a CLIP tower frozen; the other encoders as the head's config freezes them
         configured = model.get("freeze_visual", False)
-        freeze = ["clip"] if "clip" in visual else [n for n in configured if n in visual] \
-            if isinstance(configured, list) else configured
+        by_config = [n for n in visual if configured is True or (isinstance(configured, list) and n in configured)]
+        freeze = [n for n in visual if n == "clip" or n in by_config] if "clip" in visual else \
+            (by_config if isinstance(configured, list) else configured)
     return {**model, "visual": visual, "encoders": encoders, "freeze_visual": freeze}
 
 

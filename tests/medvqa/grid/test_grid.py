@@ -15,6 +15,7 @@ from infra.errors import UserError
 from medvqa.cli import main as cli_main
 from medvqa.grid import CELL_FILE, load_grid
 from medvqa.grid.cli import main as grid_main
+from medvqa.grid.spec import EncoderEntry, encoder_model
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = str(ROOT / "configs" / "synthetic" / "mevf_ban_tiny.yaml")
@@ -132,3 +133,11 @@ def test_an_encoder_trains_at_its_own_learning_rate(tmp_path: Path, data: Path) 
     encoder = [v for k, v in moved.items() if k.startswith("visual.encoders.maml.") and "running" not in k]
     assert encoder and max(encoder) < 1e-6  # about 1e-9 per step
     assert max(v for k, v in moved.items() if k.startswith("classifier.")) > 1e-3
+
+
+@pytest.mark.parametrize("head_freeze, expected", [(True, ["clip", "cdae"]), (False, ["clip"]),
+                                                   (["cdae"], ["clip", "cdae"]), (["maml"], ["clip"])])
+def test_the_cdae_beside_a_clip_is_frozen_as_the_head_config_says(head_freeze, expected) -> None:
+    entry = EncoderEntry(clip="c.pth", cdae=True)
+    model = encoder_model(entry, "clip+cdae", {"name": "mevf_ban", "visual": ["maml", "cdae"], "freeze_visual": head_freeze})
+    assert model["visual"] == ["clip", "cdae"] and model["freeze_visual"] == expected
