@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,23 @@ def replace_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def replace_folder_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a temporary sibling folder of ``path``, then move it into place; an existing folder is
+    replaced only after the new one is complete, so an interrupted write leaves the old one whole."""
+    path = Path(path)
+    staging, retired = (path.with_name(f".{path.name}.{kind}{os.getpid()}") for kind in ("partial", "retired"))
+    staging.mkdir(parents=True)
+    try:
+        write(staging)
+        if path.exists():
+            os.replace(path, retired)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
     return path
 
 

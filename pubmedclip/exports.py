@@ -16,34 +16,17 @@ with one line; files are written atomically and a folder is replaced only once i
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from infra.errors import UserError
-from infra.files import torch_save_atomic, write_text_atomic
+from infra.files import replace_folder_atomic, torch_save_atomic, write_text_atomic
 from pubmedclip.checkpoints import HF_NAMES, HF_TOWERS, HF_TRANSPOSED, export_pubmedclip, hf_block_names, openai_state_dict
 from pubmedclip.models import LoadedClip
 
 _HF_RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3}  # PIL filter codes
-def _replace_folder(out: str | Path, write: Callable[[Path], None]) -> Path:
-    """Fill a temporary sibling folder with ``write`` and move it to ``out`` (replacing an older export)."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 def export_openai(loaded: LoadedClip, out: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """The bare OpenAI-layout state dict: ``clip.load(out)`` builds it (``clip.model.build_model``)."""
     return torch_save_atomic(openai_state_dict(loaded, dtype), out)
@@ -61,7 +44,7 @@ def export_open_clip(loaded: LoadedClip, out: str | Path, dtype: torch.dtype = t
         write_text_atomic(folder / "open_clip_config.json", json.dumps(config, indent=2) + "\n")
         save_file(weights, str(folder / "open_clip_model.safetensors"))
 
-    return _replace_folder(out, write)
+    return replace_folder_atomic(out, write)
 
 
 def hf_state_dict(sd: dict[str, torch.Tensor], text_layers: int, vision_layers: int) -> dict[str, torch.Tensor]:
@@ -152,7 +135,7 @@ def export_hf(loaded: LoadedClip, out: str | Path, dtype: torch.dtype = torch.fl
         tokenizer = _hf_tokenizer(folder, config.text_config.max_position_embeddings)
         CLIPProcessor(image_processor=_hf_image_processor(loaded), tokenizer=tokenizer).save_pretrained(folder)
 
-    return _replace_folder(out, write)
+    return replace_folder_atomic(out, write)
 
 
 EXPORTS: dict[str, Callable[[LoadedClip, str | Path, torch.dtype], Path]] = {

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from infra.files import replace_atomic, save_npz_atomic, torch_save_atomic, write_text_atomic
+from infra.files import replace_atomic, replace_folder_atomic, save_npz_atomic, torch_save_atomic, write_text_atomic
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
@@ -39,3 +39,19 @@ def test_the_new_file_is_on_disk_before_it_replaces_the_old(tmp_path: Path, monk
     monkeypatch.setattr(os, "replace", lambda src, dst: (events.append("replace"), real_replace(src, dst)))
     write_text_atomic(path, "new")
     assert events == ["fsync", "replace"] and path.read_text() == "new"
+
+
+def test_a_folder_is_replaced_only_once_the_new_one_is_complete(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    replace_folder_atomic(out, lambda folder: (folder / "a.txt").write_text("old"))
+
+    def fail(folder: Path) -> None:
+        (folder / "a.txt").write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        replace_folder_atomic(out, fail)
+    assert (out / "a.txt").read_text() == "old"
+    replace_folder_atomic(out, lambda folder: (folder / "b.txt").write_text("new"))
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging or retired folder left
