@@ -133,9 +133,11 @@ def encoder_model(entry: EncoderEntry, name: str, model: dict[str, Any]) -> dict
     freeze = entry.freeze
     if freeze is None:  # a CLIP tower frozen; the other encoders as the head's config freezes them
         configured = model.get("freeze_visual", False)
-        by_config = [n for n in visual if configured is True or (isinstance(configured, list) and n in configured)]
-        freeze = [n for n in visual if n == "clip" or n in by_config] if "clip" in visual else \
-            (by_config if isinstance(configured, list) else configured)
+        listed = configured if isinstance(configured, list) else []
+        if "clip" in visual:
+            freeze = [n for n in visual if n == "clip" or configured is True or n in listed]
+        else:
+            freeze = [n for n in listed if n in visual] if isinstance(configured, list) else configured
     return {**model, "visual": visual, "encoders": encoders, "freeze_visual": freeze}
 
 
