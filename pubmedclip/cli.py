@@ -12,12 +12,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from infra.cli import Parser, run_command
 from infra.errors import UserError
 from infra.files import save_npz_atomic, write_text_atomic
-from pubmedclip.retrieval.cli import caption_main, captioning_result, index_main, search_main
 
 
 def _write_json(payload: dict, out: str | None) -> None:
@@ -40,6 +38,8 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _encoder(args: argparse.Namespace):
+    import torch
+
     from pubmedclip.encoder import ImageEncoder
 
     if args.checkpoint is None and args.arch is None:
@@ -101,6 +101,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     if args.task == "retrieval":
         result = evaluate.retrieval(encoder, args.data, args.image_root, args.preset, args.batch_size)
     elif args.task == "captioning":
+        from pubmedclip.retrieval.cli import captioning_result
+
         result = captioning_result(encoder, args)
     else:
         records = read_labelled(args.data, args.image_root)
@@ -149,6 +151,8 @@ def encode_main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
+    import torch
+
     from pubmedclip.checkpoints import load_clip
     from pubmedclip.exports import EXPORTS, export
 
@@ -166,6 +170,24 @@ def export_main(argv: list[str] | None = None) -> int:
     export(loaded, args.out, args.format, torch.float16 if args.fp16 else torch.float32)
     print(f"wrote {args.out} ({loaded.arch}, {args.format})")
     return 0
+
+
+def index_main(argv: list[str] | None = None) -> int:
+    from pubmedclip.retrieval.cli import index_main as run
+
+    return run(argv)
+
+
+def caption_main(argv: list[str] | None = None) -> int:
+    from pubmedclip.retrieval.cli import caption_main as run
+
+    return run(argv)
+
+
+def search_main(argv: list[str] | None = None) -> int:
+    from pubmedclip.retrieval.cli import search_main as run
+
+    return run(argv)
 
 
 def pmc_oa_main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from data_prep.pmc_oa.shards import ShardWriter
 from data_prep.pmc_oa.sources import find_sources
 from infra.errors import UserError
 from pubmedclip.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
 
 # real caption text (from the staged articles) for the built packages
 SEGMENTS = "Segmented rings on the outside represent the six <italic>C. elegans</italic> chromosomes."
@@ -214,6 +218,16 @@ def test_command_line(edge_root: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "--shard '3/3': expected I/N" in capsys.readouterr().err
     assert main(["pmc-oa", "extract", "--source", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "source not found" in capsys.readouterr().err
+
+
+def test_the_command_starts_without_the_model_libraries(edge_root: Path, tmp_path: Path) -> None:
+    """``pubmedclip pmc-oa`` needs no model: torch and the CLIP libraries stay unimported (seconds of start-up)."""
+    script = ("import sys; from pubmedclip.cli import main; "
+              f"main(['pmc-oa', 'extract', '--source', {str(edge_root)!r}, '--out', {str(tmp_path / 'out')!r}, "
+              "'--workers', '1']); "
+              "print('imported:', sorted({'torch', 'open_clip', 'transformers'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert "6 pairs in 1 shards" in done.stdout and done.stdout.strip().endswith("imported: []"), done.stderr
 
 
 def test_an_unexpected_failure_is_one_article_error(edge_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
