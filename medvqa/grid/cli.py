@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     for plan in grid.cells:
         if states[plan.name] == "done":
             check_finished(plan)  # the grid asks the config it was finished with
-    todo = [plan for plan in grid.cells if states[plan.name] in ("pending", "partial")]
+    # seed by seed: an interrupted grid holds every encoder's runs of its first seeds, the pairs its tests compare
+    todo = sorted((plan for plan in grid.cells if states[plan.name] in ("pending", "partial")),
+                  key=lambda plan: grid.spec.seeds.index(plan.seed))
     counts = {state: list(states.values()).count(state) for state in ("done", "partial", "pending", "skipped")}
     print(f"{grid.title}: {len(grid.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     for plan in grid.cells:
