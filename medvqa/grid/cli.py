@@ -3,9 +3,12 @@ grid of heads x visual encoders x datasets x seeds, then write the report (``DIR
 
 Resumable: finished cells are never re-run, interrupted ones continue after their last finished epoch.
 Cells whose prepared data or weights are missing are skipped with the reason (``DIR/status.csv``).
+``--only PATTERN`` runs a part of the grid (several processes or machines can share one grid directory,
+each with its own part); the status and the report always cover every finished cell.
 """
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +28,17 @@ def engine_options(entries: list[str]) -> dict[str, str]:
             raise UserError(f"--engine-option {entry!r}: expected KEY=VALUE, e.g. timeout_min=600")
         options[key] = value
     return options
+
+
+def selected(grid: Grid, patterns: list[str]) -> set[str]:
+    """The names of the cells matching any of ``patterns`` (all cells when there is none)."""
+    names = [plan.name for plan in grid.cells]
+    if not patterns:
+        return set(names)
+    for pattern in patterns:
+        if not any(fnmatchcase(name, pattern) for name in names):
+            raise UserError(f"--only {pattern!r} matches no cell of {grid.path} (cells are named like {names[0]})")
+    return {name for name in names if any(fnmatchcase(name, pattern) for pattern in patterns)}
 
 
 def status_frame(grid: Grid, outcomes: dict[str, Outcome]) -> pd.DataFrame:
@@ -66,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
                         help="submitit: cluster=slurm|local, timeout_min=, slurm_partition=, gpus_per_node=, ...; "
                              "dask: scheduler=ADDRESS or workers=N")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="run only the cells whose name (dataset/head/encoder/sSEED) matches; repeatable, "
+                             "e.g. --only 'slake/*' --only '*/maml/*'")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the status and the report over the finished cells")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every cell, e.g. train.epochs=2")
     args = parser.parse_args(argv)
     if args.engine not in ENGINES:
@@ -78,16 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         if states[plan.name] == "done":
             check_finished(plan)  # the grid asks the config it was finished with
     # seed by seed: an interrupted grid holds every encoder's runs of its first seeds, the pairs its tests compare
-    todo = sorted((plan for plan in grid.cells if states[plan.name] in ("pending", "partial")),
+    chosen = selected(grid, args.only) if not args.report_only else set()
+    todo = sorted((plan for plan in grid.cells if states[plan.name] in ("pending", "partial") and plan.name in chosen),
                   key=lambda plan: grid.spec.seeds.index(plan.seed))
     counts = {state: list(states.values()).count(state) for state in ("done", "partial", "pending", "skipped")}
     print(f"{grid.title}: {len(grid.cells)} cells: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     for plan in grid.cells:
         if plan.skip:
             print(f"skipped {plan.name}: {plan.skip}")
+    if args.only:
+        print(f"--only: {len(todo)} of them to run here")
     if args.dry_run:
         for plan in grid.cells:
-            print(f"{states[plan.name]:<8} {plan.name}  {plan.run_dir}")
+            outside = "  (not in --only)" if args.only and plan.name not in chosen else ""
+            print(f"{states[plan.name]:<8} {plan.name}  {plan.run_dir}{outside}")
         return 0
     outcomes = {o.cell: o for o in run_cells(todo, args.engine, options, args.out)}
     status = status_frame(grid, outcomes)

@@ -117,6 +117,25 @@ def test_grid_runs_skips_and_resumes_without_rerunning(tmp_path: Path, data: Pat
         grid_main(["--grid", str(grid_file), "--out", str(out)])
 
 
+def test_only_runs_a_part_and_report_only_trains_nothing(tmp_path: Path, data: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, overrides=["train.epochs=1", "model.freeze_visual=true",
+                                                                     "model.head.hidden_dim=16"])
+    out = tmp_path / "out"
+    assert grid_main(["--grid", str(grid_file), "--out", str(out), "--only", "*/maml/*"]) == 0
+    assert "--only: 1 of them to run here" in capsys.readouterr().out
+    status = pd.read_csv(out / "status.csv").set_index("encoder").state.to_dict()
+    assert status == {"maml+cdae": "pending", "maml": "done", "pubmedclip": "skipped"}
+    assert (out / "report.html").is_file()
+
+    assert cli_main(["grid", "--grid", str(grid_file), "--out", str(out), "--only", "*/mevf_san/*"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --only '*/mevf_san/*' matches no cell of {grid_file} "
+                                               "(cells are named like synthetic/mevf_ban/maml+cdae/s0)")
+    (out / "report.html").unlink()
+    assert grid_main(["--grid", str(grid_file), "--out", str(out), "--report-only"]) == 0
+    assert not (out / "cells/synthetic/mevf_ban/maml+cdae/s0").exists() and (out / "report.html").is_file()
+
+
 def test_an_encoder_trains_at_its_own_learning_rate(tmp_path: Path, data: Path) -> None:
     """A grid entry's ``lr`` is ``train.visual_lr``: the trained encoders step at it, the head at ``train.lr``."""
     from medvqa.config import load_config
