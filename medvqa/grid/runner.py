@@ -4,13 +4,16 @@ A cell is one training run, ``<out>/cells/<dataset>/<head>/<encoder>/s<seed>/``,
 written beside it (``s<seed>.yaml``) and evaluated under the grid's protocols. It is complete when
 ``cell.json`` is there: that file is written atomically, after everything else, so an interrupted cell
 never looks finished. Running the grid again skips the complete cells and resumes the others through
-``medvqa train``'s own resume (after the last finished epoch).
+``medvqa train``'s own resume (after the last finished epoch). A cell in training holds ``s<seed>.lock``, so
+processes sharing one grid directory never train the same cell twice at once.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,24 @@ ENGINES = ("local", "submitit", "dask")
 @dataclass(frozen=True)
 class Outcome:
     cell: str
-    state: str  # "done", "skipped" or "failed"
+    state: str  # "done", "busy" (another process trains it), "skipped" or "failed"
     reason: str = ""
+
+
+class CellBusy(Exception):
+    """Another process holds the cell's lock: it is training the cell now."""
+
+
+@contextmanager
+def cell_lock(plan: CellPlan) -> Iterator[None]:
+    """Hold the cell's lock file for the duration; ``CellBusy`` when another process holds it."""
+    plan.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(plan.run_dir.with_name(f"{plan.run_dir.name}.lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CellBusy(plan.name) from None
+        yield
 
 
 def cell_state(plan: CellPlan) -> str:
@@ -54,10 +73,17 @@ def check_finished(plan: CellPlan) -> dict[str, Any]:
 
 def run_cell(plan: CellPlan) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; write its ``cell.json`` last. A finished cell is not re-run."""
-    from medvqa import evaluate, train
-
     if (plan.run_dir / CELL_FILE).is_file():
         return check_finished(plan)
+    with cell_lock(plan):
+        if (plan.run_dir / CELL_FILE).is_file():  # finished by another process meanwhile
+            return check_finished(plan)
+        return train_and_evaluate(plan)
+
+
+def train_and_evaluate(plan: CellPlan) -> dict[str, Any]:
+    from medvqa import evaluate, train
+
     began = time.perf_counter()
     config_path = plan.run_dir.with_name(f"{plan.run_dir.name}.yaml")
     write_text_atomic(config_path, dump_config(plan.config))
@@ -82,6 +108,9 @@ def attempt(plan: CellPlan) -> Outcome:
     """``run_cell`` with bad input (a wrong checkpoint, a missing image cache, ...) recorded, not raised."""
     try:
         run_cell(plan)
+    except CellBusy:
+        print(f"cell {plan.name} is being trained by another process: left to it", flush=True)
+        return Outcome(plan.name, "busy", "trained by another process")
     except UserError as error:
         return Outcome(plan.name, "failed", str(error))
     return Outcome(plan.name, "done")

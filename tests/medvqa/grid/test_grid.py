@@ -3,6 +3,8 @@ finished ones, and reported."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -134,6 +136,27 @@ def test_only_runs_a_part_and_report_only_trains_nothing(tmp_path: Path, data: P
     (out / "report.html").unlink()
     assert grid_main(["--grid", str(grid_file), "--out", str(out), "--report-only"]) == 0
     assert not (out / "cells/synthetic/mevf_ban/maml+cdae/s0").exists() and (out / "report.html").is_file()
+
+
+def test_a_cell_another_process_trains_is_left_to_it(tmp_path: Path, data: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, overrides=["train.epochs=1", "model.freeze_visual=true",
+                                                                     "model.head.hidden_dim=16"])
+    out = tmp_path / "out"
+    lock = out / "cells/synthetic/mevf_ban/maml/s0.lock"
+    lock.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; handle = open(sys.argv[1], 'w'); "
+                              "fcntl.flock(handle, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                              str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        assert grid_main(["--grid", str(grid_file), "--out", str(out), "--only", "*/maml/*"]) == 0
+    finally:
+        other.kill()
+    assert "cell synthetic/mevf_ban/maml/s0 is being trained by another process: left to it" in capsys.readouterr().out
+    assert not (out / "cells/synthetic/mevf_ban/maml/s0").exists()
+    assert grid_main(["--grid", str(grid_file), "--out", str(out), "--only", "*/maml/*"]) == 0  # released: it trains
+    assert (out / "cells/synthetic/mevf_ban/maml/s0" / CELL_FILE).is_file()
 
 
 def test_an_encoder_trains_at_its_own_learning_rate(tmp_path: Path, data: Path) -> None:
