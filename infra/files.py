@@ -3,9 +3,11 @@ file or the new one, never half of one."""
 from __future__ import annotations
 
 import codecs
+import fcntl
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,14 @@ def link_atomic(source: str | Path, path: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created) for the duration, across processes; with ``wait=False``,
+    ``BlockingIOError`` when another process holds it. Advisory (flock): shared folders need a file system
+    that supports it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield

@@ -15,8 +15,8 @@ import pandas as pd
 
 from infra.cli import Parser
 from infra.errors import UserError
-from infra.files import write_text_atomic
-from medvqa.grid.runner import CELL_FILE, ENGINES, Outcome, cell_state, check_finished, run_cells
+from infra.files import file_lock, write_text_atomic
+from medvqa.grid.runner import CELL_FILE, ENGINES, cell_state, check_finished, failure_file, run_cells
 from medvqa.grid.spec import Grid, load_grid
 
 
@@ -41,35 +41,39 @@ def selected(grid: Grid, patterns: list[str]) -> set[str]:
     return {name for name in names if any(fnmatchcase(name, pattern) for pattern in patterns)}
 
 
-def status_frame(grid: Grid, outcomes: dict[str, Outcome]) -> pd.DataFrame:
-    """One row per cell: its state, why it did not run, and its accuracy under the first protocol."""
+def status_frame(grid: Grid) -> pd.DataFrame:
+    """One row per cell, read from the grid directory (so it covers every process's cells): its state, why it
+    did not run or failed, and its accuracy under the first protocol."""
     protocol = grid.spec.protocols[0]
     rows = []
     for plan in grid.cells:
-        state = cell_state(plan)
-        outcome = outcomes.get(plan.name)
-        reason = plan.skip if state == "skipped" else outcome.reason if outcome and outcome.state == "failed" else ""
-        if outcome and outcome.state == "failed":
-            state = "failed"
-        overall = check_finished(plan)["results"][protocol]["overall"] if state == "done" else None
+        state, reason, overall = cell_state(plan), plan.skip, None
+        if state == "done":
+            try:
+                overall = check_finished(plan)["results"][protocol]["overall"]
+            except UserError as error:  # finished meanwhile by a process given other overrides
+                state, reason = "conflict", str(error)
+        elif failure_file(plan).is_file():
+            state, reason = "failed", failure_file(plan).read_text().strip()
         rows.append({"cell": plan.name, "dataset": plan.dataset, "head": plan.head, "encoder": plan.encoder,
                      "seed": plan.seed, "state": state, f"overall_{protocol}": overall, "reason": reason})
     return pd.DataFrame(rows)
 
 
 def write_grid_report(grid: Grid, out: Path) -> Path | None:
-    """The report over the finished cells (grouped over seeds), or None when no cell has finished."""
+    """The report over the finished cells (grouped over seeds; a row with none says so), or None when no cell
+    has finished."""
     from medvqa.report import Cell, write_report
 
     runs: dict[tuple[str, str, str], list[Path]] = {}
     for plan in grid.cells:
+        finished = runs.setdefault((plan.dataset, plan.head, plan.encoder), [])
         if (plan.run_dir / CELL_FILE).is_file():
-            runs.setdefault((plan.dataset, plan.head, plan.encoder), []).append(plan.run_dir)
-    if not runs:
+            finished.append(plan.run_dir)
+    if not any(runs.values()):
         return None
     cells = [Cell(dataset, head, encoder, tuple(dirs)) for (dataset, head, encoder), dirs in runs.items()]
-    baseline = grid.spec.baseline if any(cell.encoder == grid.spec.baseline for cell in cells) else None
-    return write_report(cells, out, baseline=baseline, protocol=grid.spec.protocols[0], title=grid.title)
+    return write_report(cells, out, baseline=grid.spec.baseline, protocol=grid.spec.protocols[0], title=grid.title)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             outside = "  (not in --only)" if args.only and plan.name not in chosen else ""
             print(f"{states[plan.name]:<8} {plan.name}  {plan.run_dir}{outside}")
         return 0
-    outcomes = {o.cell: o for o in run_cells(todo, args.engine, options, args.out)}
-    status = status_frame(grid, outcomes)
-    write_text_atomic(args.out / "status.csv", status.to_csv(index=False))
-    for row in status[status.state == "failed"].itertuples():
-        print(f"failed {row.cell}: {row.reason}")
-    report = write_grid_report(grid, args.out)
+    outcomes = run_cells(todo, args.engine, options, args.out)
+    with file_lock(args.out / ".report.lock"):  # one process at a time writes the status and the report
+        status = status_frame(grid)
+        write_text_atomic(args.out / "status.csv", status.to_csv(index=False))
+        report = write_grid_report(grid, args.out)
+    for row in status[status.state.isin(["failed", "conflict"])].itertuples():
+        print(f"{row.state} {row.cell}: {row.reason}")
     print(f"cell states in {args.out / 'status.csv'}")
     print(f"report: {report}" if report else "no finished cell yet: no report")
-    return 1 if (status.state == "failed").any() else 0
+    return 1 if any(outcome.state == "failed" for outcome in outcomes) else 0

@@ -9,17 +9,16 @@ processes sharing one grid directory never train the same cell twice at once.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from infra.errors import UserError
-from infra.files import write_text_atomic
+from infra.files import file_lock, write_text_atomic
 from infra.runs import first_difference
 from medvqa.config import run_identity
 from medvqa.grid.spec import CellPlan, dump_config
@@ -31,7 +30,7 @@ ENGINES = ("local", "submitit", "dask")
 @dataclass(frozen=True)
 class Outcome:
     cell: str
-    state: str  # "done", "busy" (another process trains it), "skipped" or "failed"
+    state: str  # "done", "busy" (another process trains it) or "failed"
     reason: str = ""
 
 
@@ -39,16 +38,9 @@ class CellBusy(Exception):
     """Another process holds the cell's lock: it is training the cell now."""
 
 
-@contextmanager
-def cell_lock(plan: CellPlan) -> Iterator[None]:
-    """Hold the cell's lock file for the duration; ``CellBusy`` when another process holds it."""
-    plan.run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(plan.run_dir.with_name(f"{plan.run_dir.name}.lock"), "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CellBusy(plan.name) from None
-        yield
+def failure_file(plan: CellPlan) -> Path:
+    """Why the cell's last attempt failed, kept beside it until an attempt succeeds (any process can read it)."""
+    return plan.run_dir.with_name(f"{plan.run_dir.name}.failed")
 
 
 def cell_state(plan: CellPlan) -> str:
@@ -75,10 +67,13 @@ def run_cell(plan: CellPlan) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; write its ``cell.json`` last. A finished cell is not re-run."""
     if (plan.run_dir / CELL_FILE).is_file():
         return check_finished(plan)
-    with cell_lock(plan):
-        if (plan.run_dir / CELL_FILE).is_file():  # finished by another process meanwhile
-            return check_finished(plan)
-        return train_and_evaluate(plan)
+    try:
+        with file_lock(plan.run_dir.with_name(f"{plan.run_dir.name}.lock"), wait=False):
+            if (plan.run_dir / CELL_FILE).is_file():  # finished by another process meanwhile
+                return check_finished(plan)
+            return train_and_evaluate(plan)
+    except BlockingIOError:
+        raise CellBusy(plan.name) from None
 
 
 def train_and_evaluate(plan: CellPlan) -> dict[str, Any]:
@@ -105,14 +100,20 @@ def train_and_evaluate(plan: CellPlan) -> dict[str, Any]:
 
 
 def attempt(plan: CellPlan) -> Outcome:
-    """``run_cell`` with bad input (a wrong checkpoint, a missing image cache, ...) recorded, not raised."""
+    """``run_cell`` with a failure (bad input such as a wrong checkpoint, or a crash) recorded in the cell's
+    failure file, not raised: the other cells still run."""
     try:
         run_cell(plan)
     except CellBusy:
         print(f"cell {plan.name} is being trained by another process: left to it", flush=True)
         return Outcome(plan.name, "busy", "trained by another process")
-    except UserError as error:
-        return Outcome(plan.name, "failed", str(error))
+    except Exception as error:
+        if not isinstance(error, UserError):
+            traceback.print_exc()
+        reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        write_text_atomic(failure_file(plan), reason + "\n")
+        return Outcome(plan.name, "failed", reason)
+    failure_file(plan).unlink(missing_ok=True)
     return Outcome(plan.name, "done")
 
 
@@ -139,7 +140,18 @@ def run_submitit(cells: Sequence[CellPlan], options: Mapping[str, str], folder: 
         raise UserError(f"--engine-option: {error}") from None
     jobs = [executor.submit(attempt, plan) for plan in cells]
     print(f"submitted {len(jobs)} jobs to {executor.cluster} (logs in {folder})", flush=True)
-    return [job.result() for job in jobs]
+    return [job_outcome(plan, job.result) for plan, job in zip(cells, jobs)]
+
+
+def job_outcome(plan: CellPlan, result: Callable[[], Outcome]) -> Outcome:
+    """A job's outcome; a job that died outside ``attempt`` (a cluster time limit, a lost worker) is failed too."""
+    try:
+        return result()
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        reason = f"job failed: {type(error).__name__}" + (f": {lines[-1]}" if lines else "")
+        write_text_atomic(failure_file(plan), reason + "\n")
+        return Outcome(plan.name, "failed", reason)
 
 
 def run_dask(cells: Sequence[CellPlan], options: Mapping[str, str]) -> list[Outcome]:
@@ -157,7 +169,8 @@ def run_dask(cells: Sequence[CellPlan], options: Mapping[str, str]) -> list[Outc
                                dashboard_address=None)
         client = Client(cluster)
     with client:
-        return client.gather(client.map(attempt, list(cells), pure=False))
+        futures = client.map(attempt, list(cells), pure=False)
+        return [job_outcome(plan, future.result) for plan, future in zip(cells, futures)]
 
 
 def _number(value: str) -> Any:

@@ -15,7 +15,7 @@ import yaml
 import medvqa.train
 from infra.errors import UserError
 from medvqa.cli import main as cli_main
-from medvqa.grid import CELL_FILE, load_grid
+from medvqa.grid import CELL_FILE, load_grid, runner
 from medvqa.grid.cli import main as grid_main
 from medvqa.grid.spec import EncoderEntry, encoder_model
 
@@ -55,6 +55,13 @@ def test_cells_are_planned_with_the_encoders_settings(tmp_path: Path, data: Path
     assert by_name["synthetic/mevf_ban/maml+cdae/s0"].skip == ""
 
 
+def test_command_line_overrides_come_after_the_grid_and_its_encoders(tmp_path: Path, data: Path) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, encoders={"maml": {"overrides": ["train.epochs=3"]}},
+                           baseline=None)
+    assert load_grid(grid_file, tmp_path / "out").cells[0].config["train"]["epochs"] == 3
+    assert load_grid(grid_file, tmp_path / "out", ["train.epochs=7"]).cells[0].config["train"]["epochs"] == 7
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"encoders": {"maml+nope": {}}, "baseline": None}, r"unknown visual encoder 'nope'"),
     ({"encoderz": {}}, r"encoderz"),
@@ -62,6 +69,10 @@ def test_cells_are_planned_with_the_encoders_settings(tmp_path: Path, data: Path
     ({"encoders": {"maml": {"lr": "fast"}}, "baseline": None}, r"encoders.maml.lr"),
     ({"heads": {"mevf_ban": "configs/none.yaml"}}, r"config file not found: configs/none.yaml"),
     ({"encoders": {"a/b": {}}, "baseline": None}, r"encoders.a/b: a name may hold"),
+    ({"seeds": [1, 1]}, r"seeds \[1, 1\] name a seed twice"),
+    ({"encoders": {"maml": {"encoders": {"clipp": {"arch": "RN50"}}}}, "baseline": None},
+     r"encoders.maml: settings for clipp, which this encoder does not use \(it uses maml\)"),
+    ({"encoders": {"c": {"cdae": True}}, "baseline": None}, r"encoders.c: cdae: true .* needs clip: CHECKPOINT"),
 ])
 def test_grid_file_mistakes_are_one_line_errors(tmp_path: Path, data: Path, changes: dict, message: str,
                                                 capsys: pytest.CaptureFixture) -> None:
@@ -136,6 +147,32 @@ def test_only_runs_a_part_and_report_only_trains_nothing(tmp_path: Path, data: P
     (out / "report.html").unlink()
     assert grid_main(["--grid", str(grid_file), "--out", str(out), "--report-only"]) == 0
     assert not (out / "cells/synthetic/mevf_ban/maml+cdae/s0").exists() and (out / "report.html").is_file()
+
+
+def test_a_crashing_cell_is_recorded_and_the_grid_goes_on(tmp_path: Path, data: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, overrides=["train.epochs=1", "model.freeze_visual=true",
+                                                                     "model.head.hidden_dim=16"])
+    out = tmp_path / "out"
+    real = runner.train_and_evaluate
+
+    def crash_on_maml(plan):
+        if plan.encoder == "maml":
+            raise RuntimeError("out of memory")
+        return real(plan)
+
+    monkeypatch.setattr(runner, "train_and_evaluate", crash_on_maml)
+    assert grid_main(["--grid", str(grid_file), "--out", str(out)]) == 1
+    assert "failed synthetic/mevf_ban/maml/s0: RuntimeError: out of memory" in capsys.readouterr().out
+    status = pd.read_csv(out / "status.csv").set_index("encoder")
+    assert status.state.to_dict() == {"maml+cdae": "done", "maml": "failed", "pubmedclip": "skipped"}
+    assert status.reason["maml"] == "RuntimeError: out of memory" and (out / "report.html").is_file()
+
+    monkeypatch.setattr(runner, "train_and_evaluate", real)
+    assert grid_main(["--grid", str(grid_file), "--out", str(out)]) == 0  # retried, and the failure forgotten
+    assert pd.read_csv(out / "status.csv").state.tolist() == ["done", "done", "skipped"]
+    assert not (out / "cells/synthetic/mevf_ban/maml/s0.failed").exists()
 
 
 def test_a_cell_another_process_trains_is_left_to_it(tmp_path: Path, data: Path,
