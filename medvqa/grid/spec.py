@@ -26,6 +26,7 @@ learning rate of the encoders trained, on the run's schedule), ``encoders`` (set
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ def read_grid_file(path: Path) -> GridFile:
         raise UserError(f"{path}: baseline {grid.baseline!r} is not one of the encoders ({', '.join(grid.encoders)})")
     if not grid.seeds or not grid.protocols:
         raise UserError(f"{path}: seeds and protocols each need at least one entry")
+    if len(set(grid.seeds)) != len(grid.seeds):
+        raise UserError(f"{path}: seeds {grid.seeds} name a seed twice")
     from medvqa.protocols import get_protocol
 
     for protocol in grid.protocols:
@@ -124,7 +127,12 @@ def encoder_model(entry: EncoderEntry, name: str, model: dict[str, Any]) -> dict
     if entry.cdae and "cdae" not in visual:
         visual.append("cdae")
     if entry.cdae and not entry.clip:
-        raise ValueError("cdae: true adds the CDAE beside a CLIP tower; give clip: CHECKPOINT, or name it in visual")
+        raise ValueError("cdae: true adds the CDAE beside a CLIP tower and needs clip: CHECKPOINT; for the CDAE "
+                         "without a CLIP, name the encoder cdae (or list cdae in visual)")
+    unused = sorted(set(entry.encoders) - set(visual))
+    if unused:
+        raise ValueError(f"settings for {', '.join(unused)}, which this encoder does not use "
+                         f"(it uses {', '.join(visual)})")
     base_settings = model.get("encoders") or {}
     encoders = {n: dict(base_settings.get(n) or {}) for n in visual}
     if entry.clip:
@@ -159,8 +167,11 @@ def missing_inputs(config: Config) -> str:
 
 
 def plan_cell(grid: GridFile, where: Path, dataset: str, head: str, encoder: str, seed: int,
-              out: Path) -> CellPlan:
-    """The resolved config of one cell (a bad head config or encoder entry is a one-line error naming it)."""
+              out: Path, overrides: Sequence[str] = ()) -> CellPlan:
+    """The resolved config of one cell (a bad head config or encoder entry is a one-line error naming it).
+
+    Overrides apply in order: the grid's, the encoder entry's, ``overrides`` (the command line's), the seed.
+    """
     cell = f"{where}: cell {dataset}/{head}/{encoder}"
     config_path = Path(grid.heads[head].replace("{dataset}", dataset))
     data = read_config_mapping(config_path)
@@ -170,7 +181,7 @@ def plan_cell(grid: GridFile, where: Path, dataset: str, head: str, encoder: str
         raise UserError(f"{where}: encoders.{encoder}: {error}") from None
     data.setdefault("data", {})["root"] = grid.datasets[dataset]
     entry = grid.encoders[encoder]
-    for override in [*grid.overrides, *entry.overrides, f"train.seed={seed}"]:
+    for override in [*grid.overrides, *entry.overrides, *overrides, f"train.seed={seed}"]:
         apply_override(data, override)
     if entry.lr is not None:
         apply_override(data, f"train.visual_lr={entry.lr}")
@@ -183,13 +194,13 @@ def plan_cell(grid: GridFile, where: Path, dataset: str, head: str, encoder: str
                     missing_inputs(config))
 
 
-def load_grid(path: str | Path, out: Path, overrides: list[str] = ()) -> Grid:
-    """Read ``path`` and plan every cell under ``out`` (``overrides``: for every cell, after the grid's)."""
+def load_grid(path: str | Path, out: Path, overrides: Sequence[str] = ()) -> Grid:
+    """Read ``path`` and plan every cell under ``out`` (``overrides``: for every cell, after the grid's and the
+    encoder entries')."""
     path = Path(path)
     spec = read_grid_file(path)
-    spec.overrides = [*spec.overrides, *overrides]
     import_plugins(resolve_plugins(spec.plugins, path.parent), f"{path}: plugins")
-    cells = [plan_cell(spec, path, dataset, head, encoder, seed, out)
+    cells = [plan_cell(spec, path, dataset, head, encoder, seed, out, overrides)
              for dataset in spec.datasets for head in spec.heads for encoder in spec.encoders for seed in spec.seeds]
     return Grid(path, spec, cells)
 
