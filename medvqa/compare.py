@@ -27,7 +27,7 @@ def compare(a: list[Path], b: list[Path], *, labels: tuple[str, str] = ("A", "B"
     """Everything ``medvqa compare`` reports, as one JSON-ready dict."""
     get_protocol(protocol)
     runs_a, runs_b = load_runs(a, protocol), load_runs(b, protocol)
-    comparison = compare_runs(runs_a, runs_b, resamples=resamples, seed=seed)
+    comparison = compare_runs(runs_a, runs_b, resamples=resamples, seed=seed, pair_lone_runs=True)
     return {"protocol": protocol, "labels": list(labels),
             "a": summarize_runs(runs_a, resamples=resamples, seed=seed),
             "b": summarize_runs(runs_b, resamples=resamples, seed=seed),

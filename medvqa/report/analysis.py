@@ -57,11 +57,12 @@ def summarize_runs(runs: Sequence[EvaluatedRun], *, resamples: int = RESAMPLES, 
 
 
 def compare_runs(a: Sequence[EvaluatedRun], b: Sequence[EvaluatedRun], *, resamples: int = RESAMPLES,
-                 seed: int = 0) -> dict:
-    """``b`` against ``a`` on the same questions, paired by seed; runs without a partner are listed."""
+                 seed: int = 0, pair_lone_runs: bool = False) -> dict:
+    """``b`` against ``a`` on the same questions, paired by seed (``pair_by_seed``); runs without a partner are
+    listed."""
     for run in [*a, *b]:
         check_same_questions(a[0], run)
-    pairs = pair_by_seed(a, b)
+    pairs = pair_by_seed(a, b, pair_lone_runs=pair_lone_runs)
     if not pairs:
         raise UserError(f"the two sets of runs share no seed (seeds {sorted(r.seed for r in a)} and "
                         f"{sorted(r.seed for r in b)}): pair runs of the same seeds")

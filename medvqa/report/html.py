@@ -54,11 +54,13 @@ def tests_table(stats: dict) -> str:
                                 for t in test["mcnemar"])
             rows.append([escape(comparison["dataset"]), escape(comparison["head"]),
                          escape(f"{comparison['encoder']} - {comparison['baseline']}"), metric,
+                         ", ".join(str(pair["seed_a"]) for pair in comparison["pairs"]),
                          escape(format_difference(test)), f"{test['p_value']:.3g}",
                          f"{test['p_adjusted']:.3g}" + (f" {MARK}" if test["significant"] else ""), escape(mcnemar)])
     if not rows:
         return "<p class=note>No encoder has a baseline to be tested against.</p>"
-    header = ["dataset", "head", "difference", "metric", "points [95% CI]", "p", f"p ({stats['correction']['method']})",
+    header = ["dataset", "head", "difference", "metric", "paired seeds", "points [95% CI]", "p",
+              f"p ({stats['correction']['method']})",
               "McNemar per seed (baseline only / encoder only right, p)"]
     return _table(header, rows, numeric_from=4)
 

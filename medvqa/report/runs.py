@@ -106,12 +106,14 @@ def check_same_questions(reference: EvaluatedRun, other: EvaluatedRun) -> None:
                     "compare runs of the same dataset and protocol")
 
 
-def pair_by_seed(a: Sequence[EvaluatedRun], b: Sequence[EvaluatedRun]) -> list[tuple[EvaluatedRun, EvaluatedRun]]:
-    """Runs of ``a`` and ``b`` with the same seed, by seed; one run on each side pairs whatever its seed.
+def pair_by_seed(a: Sequence[EvaluatedRun], b: Sequence[EvaluatedRun], *,
+                 pair_lone_runs: bool = False) -> list[tuple[EvaluatedRun, EvaluatedRun]]:
+    """Runs of ``a`` and ``b`` with the same seed, by seed; with ``pair_lone_runs``, one run on each side pairs
+    whatever its seed (``medvqa compare RUN_A RUN_B``).
 
-    An empty list where several runs share no seed (the caller says so).
+    An empty list where the runs share no seed (the caller says so).
     """
-    if len(a) == 1 and len(b) == 1:
+    if pair_lone_runs and len(a) == 1 and len(b) == 1:
         return [(a[0], b[0])]
     by_seed = {run.seed: run for run in b}
     return [(run, by_seed[run.seed]) for run in sorted(a, key=lambda r: r.seed) if run.seed in by_seed]

@@ -103,7 +103,7 @@ def write_report(cells: Sequence[Cell], out_dir: Path, *, baseline: str | None =
         base_runs = next((runs for cell, runs in members if cell.encoder == baseline and runs), None)
         for cell, runs in members:
             label = f"{dataset} / {head} / {cell.encoder}"
-            note = None if runs else "no runs given"
+            note = None if runs else "no finished runs"
             if note:
                 notes.append(f"{label}: {note}")
             notes += _seed_notes(label, runs, with_runs)

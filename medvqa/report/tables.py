@@ -83,7 +83,7 @@ def _seeds_text(row: Row) -> str:
 def legend(stats: dict) -> str:
     return (f"Protocol {stats['protocol']}. Entries: mean ± std over seeds [95 % bootstrap interval over test "
             f"questions]. {MARK}: differs from the baseline encoder {stats['baseline']!r} of the same dataset and head "
-            f"on the same questions; {stats['correction']['statement']}.")
+            f"on the same questions, over the seeds both have run; {stats['correction']['statement']}.")
 
 
 def markdown_table(stats: dict) -> str:

@@ -91,7 +91,7 @@ def test_stats_json_tests_every_encoder_against_the_baseline(report, runs):
     cdae = stats["comparisons"][1]
     assert [p["seed_a"] for p in cdae["pairs"]] == [0] and cdae["unpaired"] == [str(runs["maml+cdae"][1])]
     assert "synthetic / mevf_ban / cdae: seeds 0 only (missing 1): its mean and std are over fewer seeds" in stats["notes"]
-    assert "synthetic / mevf_ban / clip:absent: no runs given" in stats["notes"]
+    assert "synthetic / mevf_ban / clip:absent: no finished runs" in stats["notes"]
     assert set(stats["breakdowns"]["synthetic"]) == {"question_type", "organ", "modality"}
 
 
