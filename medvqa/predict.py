@@ -169,6 +169,8 @@ def read_batch(path: Path) -> list[tuple[Path, str]]:
         if not isinstance(row, dict) or not row.get("image") or not row.get("question"):
             raise UserError(f"{path}:{number}: needs the fields image and question")
         pairs.append((path.parent / row["image"], str(row["question"])))
+    if not pairs:
+        raise UserError(f"{path}: no questions (one row per image and question, fields image and question)")
     return pairs
 
 

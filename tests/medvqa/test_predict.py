@@ -77,11 +77,13 @@ def test_the_command_single_and_batch(runs: dict[str, Path], tmp_path: Path, cap
     (["--question", "zebra xylophone?"], "none of its words is in the run's dictionary"),
     (["--image", "missing.png"], "image not found: .*missing.png"),
     (["--input", "rows.txt"], "input file not found"),
+    (["--input", "empty.jsonl"], "empty.jsonl: no questions"),
     ([], "give --image and --question, or --input FILE"),
 ])
 def test_bad_input_is_one_line(runs: dict[str, Path], tmp_path: Path, args: list[str], message: str,
                                capsys: pytest.CaptureFixture) -> None:
     generate(16, 0).open_image("synth_00001.png").save(tmp_path / "a.png")
+    (tmp_path / "empty.jsonl").write_text("\n")
     given = {"--image": str(tmp_path / "a.png"), "--question": "is it a ct scan?"} if args[:1] != ["--input"] else {}
     if args:
         given[args[0]] = str(tmp_path / args[1]) if args[0] in ("--image", "--input") else args[1]
