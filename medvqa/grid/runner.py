@@ -163,11 +163,16 @@ def run_dask(cells: Sequence[CellPlan], options: Mapping[str, str]) -> list[Outc
     if unknown:
         raise UserError(f"--engine-option {sorted(unknown)[0]}: dask takes scheduler=ADDRESS or workers=N")
     if "scheduler" in options:
-        client = Client(options["scheduler"])
-    else:
-        cluster = LocalCluster(n_workers=int(options.get("workers", 1)), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
+        return gather_outcomes(Client(options["scheduler"]), cells)
+    workers = options.get("workers", "1")
+    if not workers.isdigit() or int(workers) < 1:
+        raise UserError(f"--engine-option workers={workers}: expected a whole number of worker processes, e.g. 2")
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        return gather_outcomes(Client(cluster), cells)
+
+
+def gather_outcomes(client: Any, cells: Sequence[CellPlan]) -> list[Outcome]:
+    """``attempt`` every cell on the dask ``client`` (closed afterwards)."""
     with client:
         futures = client.map(attempt, list(cells), pure=False)
         return [job_outcome(plan, future.result) for plan, future in zip(cells, futures)]

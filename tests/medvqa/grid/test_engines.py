@@ -51,6 +51,7 @@ def test_engine_runs_one_cell_per_job(grid_file: Path, tmp_path: Path, engine: s
     (["--engine", "ray"], "unknown engine 'ray': choose from local, submitit, dask"),
     (["--engine", "dask", "--engine-option", "nodes=3"], "--engine-option nodes: dask takes scheduler=ADDRESS"),
     (["--engine-option", "timeout"], "--engine-option 'timeout': expected KEY=VALUE"),
+    (["--engine", "dask", "--engine-option", "workers=two"], "--engine-option workers=two: expected a whole number"),
 ])
 def test_engine_mistakes_are_one_line_errors(grid_file: Path, tmp_path: Path, args: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
