@@ -4,7 +4,9 @@ grid of heads x visual encoders x datasets x seeds, then write the report (``DIR
 Resumable: finished cells are never re-run, interrupted ones continue after their last finished epoch.
 Cells whose prepared data or weights are missing are skipped with the reason (``DIR/status.csv``).
 ``--only PATTERN`` runs a part of the grid (several processes or machines can share one grid directory,
-each with its own part); the status and the report always cover every finished cell.
+each with its own part); the status and the report always cover every finished cell. ``--report-dir``
+puts them elsewhere (a folder of the repository that keeps a study's tables), and ``--readme FILE`` copies
+the report's tables into the blocks of FILE that quote them.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from infra.errors import UserError
 from infra.files import file_lock, write_text_atomic
 from medvqa.grid.runner import CELL_FILE, ENGINES, cell_state, check_finished, failure_file, run_cells
 from medvqa.grid.spec import Grid, load_grid
+from medvqa.reproduce.readme import update_readme
 
 
 def engine_options(entries: list[str]) -> dict[str, str]:
@@ -90,11 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: write the status and the report over the finished cells")
+    parser.add_argument("--report-dir", type=Path,
+                        help="write status.csv and the report here instead of the grid directory")
+    parser.add_argument("--readme", type=Path,
+                        help="also refresh the blocks of this Markdown file that quote a file of the report")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for every cell, e.g. train.epochs=2")
     args = parser.parse_args(argv)
     if args.engine not in ENGINES:
         raise UserError(f"unknown engine {args.engine!r}: choose from {', '.join(ENGINES)}")
     options = engine_options(args.engine_option)
+    if args.readme and not args.readme.is_file():
+        raise UserError(f"--readme {args.readme} is not a file")
+    report_dir = args.report_dir or args.out
     grid = load_grid(args.grid, args.out, args.overrides)
     states = {plan.name: cell_state(plan) for plan in grid.cells}
     for plan in grid.cells:
@@ -119,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_cells(todo, args.engine, options, args.out)
     with file_lock(args.out / ".report.lock"):  # one process at a time writes the status and the report
         status = status_frame(grid)
-        write_text_atomic(args.out / "status.csv", status.to_csv(index=False))
-        report = write_grid_report(grid, args.out)
+        write_text_atomic(report_dir / "status.csv", status.to_csv(index=False))
+        report = write_grid_report(grid, report_dir)
     for row in status[status.state.isin(["failed", "conflict"])].itertuples():
         print(f"{row.state} {row.cell}: {row.reason}")
-    print(f"cell states in {args.out / 'status.csv'}")
+    print(f"cell states in {report_dir / 'status.csv'}")
     print(f"report: {report}" if report else "no finished cell yet: no report")
+    if args.readme:
+        if not report:
+            raise UserError(f"--readme {args.readme}: no finished cell, so no report to quote")
+        print(f"refreshed {update_readme(args.readme, report_dir)} blocks of {args.readme}")
     return 1 if any(outcome.state == "failed" for outcome in outcomes) else 0

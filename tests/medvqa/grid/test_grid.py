@@ -149,6 +149,27 @@ def test_only_runs_a_part_and_report_only_trains_nothing(tmp_path: Path, data: P
     assert not (out / "cells/synthetic/mevf_ban/maml+cdae/s0").exists() and (out / "report.html").is_file()
 
 
+def test_the_report_can_go_to_another_folder_and_into_a_readme(tmp_path: Path, data: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    grid_file = write_grid(tmp_path / "grid.yaml", data, overrides=["train.epochs=1", "model.freeze_visual=true",
+                                                                     "model.head.hidden_dim=16"])
+    out, published, readme = tmp_path / "out", tmp_path / "results" / "study", tmp_path / "README.md"
+    assert cli_main(["grid", "--grid", str(grid_file), "--out", str(out), "--report-only",
+                     "--readme", str(readme)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --readme {readme} is not a file"
+    assert not out.exists()  # refused before anything is written
+
+    readme.write_text("# Study\n<!-- reproduce: results/study/tables.md -->\nold table\n<!-- /reproduce -->\nprose\n")
+    assert grid_main(["--grid", str(grid_file), "--out", str(out), "--only", "*/maml/*",
+                      "--report-dir", str(published), "--readme", str(readme)]) == 0
+    assert "refreshed 1 blocks of" in capsys.readouterr().out
+    assert {"status.csv", "report.html", "tables.md", "stats.json"} <= {p.name for p in published.iterdir()}
+    assert not (out / "report.html").exists() and not (out / "status.csv").exists()
+    text = readme.read_text()
+    assert "old table" not in text and (published / "tables.md").read_text().strip() in text
+    assert text.endswith("<!-- /reproduce -->\nprose\n")
+
+
 def test_a_crashing_cell_is_recorded_and_the_grid_goes_on(tmp_path: Path, data: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture) -> None:
