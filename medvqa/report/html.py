@@ -7,7 +7,7 @@ from html import escape
 
 from medvqa.report.examples import Example
 from medvqa.report.runs import METRICS
-from medvqa.report.tables import MARK, entry_text, format_difference, legend, table_rows
+from medvqa.report.tables import MARK, entry_text, legend, table_rows, tests_rows
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -44,25 +44,10 @@ def accuracy_table(stats: dict) -> str:
 
 def tests_table(stats: dict) -> str:
     """Every comparison with the baseline: the paired difference, its p-values and McNemar per seed."""
-    rows = []
-    for comparison in stats["comparisons"]:
-        for metric in METRICS:
-            test = comparison[metric]
-            if not test:
-                continue
-            mcnemar = ", ".join(f"s{t['seed_a']}: {t['a_only']}/{t['b_only']}, p {t['p_value']:.3g}"
-                                for t in test["mcnemar"])
-            rows.append([escape(comparison["dataset"]), escape(comparison["head"]),
-                         escape(f"{comparison['encoder']} - {comparison['baseline']}"), metric,
-                         ", ".join(str(pair["seed_a"]) for pair in comparison["pairs"]),
-                         escape(format_difference(test)), f"{test['p_value']:.3g}",
-                         f"{test['p_adjusted']:.3g}" + (f" {MARK}" if test["significant"] else ""), escape(mcnemar)])
+    header, rows = tests_rows(stats)
     if not rows:
         return "<p class=note>No encoder has a baseline to be tested against.</p>"
-    header = ["dataset", "head", "difference", "metric", "paired seeds", "points [95% CI]", "p",
-              f"p ({stats['correction']['method']})",
-              "McNemar per seed (baseline only / encoder only right, p)"]
-    return _table(header, rows, numeric_from=4)
+    return _table([escape(cell) for cell in header], [[escape(cell) for cell in row] for row in rows], numeric_from=4)
 
 
 def breakdown_tables(breakdowns: dict) -> str:

@@ -18,7 +18,7 @@ from medvqa.report.analysis import ALPHA, compare_runs, correct_family, methods_
 from medvqa.report.figures import accuracy_bars, training_curves
 from medvqa.report.html import examples_table, page
 from medvqa.report.runs import EvaluatedRun, check_same_questions, load_runs, pair_by_seed
-from medvqa.report.tables import csv_table, latex_table, markdown_table
+from medvqa.report.tables import csv_table, latex_table, markdown_table, markdown_tests
 from medvqa.stats import RESAMPLES
 
 BREAKDOWN_FIELDS = ("question_type", "organ", "modality")
@@ -79,7 +79,7 @@ def _breakdowns(dataset_cells: Sequence[tuple[Cell, Sequence[EvaluatedRun]]]) ->
 
 def write_report(cells: Sequence[Cell], out_dir: Path, *, baseline: str | None = None, protocol: str = "sound",
                  title: str = "Encoder study") -> Path:
-    """Write ``tables.{md,csv,tex}``, ``stats.json``, ``accuracy.png``, ``curves.png`` and ``report.html``
+    """Write ``tables.{md,csv,tex}``, ``tests.md``, ``stats.json``, ``accuracy.png``, ``curves.png`` and ``report.html``
     into ``out_dir`` and return the path of ``report.html``.
 
     Every cell's encoder is tested against ``baseline`` (default: the first cell's encoder) on the same
@@ -138,6 +138,7 @@ def write_report(cells: Sequence[Cell], out_dir: Path, *, baseline: str | None =
     example_html = _example_sections(groups, baseline, notes)
     write_text_atomic(out_dir / "stats.json", json.dumps(stats, indent=1) + "\n")
     write_text_atomic(out_dir / "tables.md", markdown_table(stats))
+    write_text_atomic(out_dir / "tests.md", markdown_tests(stats))
     write_text_atomic(out_dir / "tables.csv", csv_table(stats))
     write_text_atomic(out_dir / "tables.tex", latex_table(stats))
     replace_atomic(out_dir / "accuracy.png", lambda tmp: tmp.write_bytes(bars))

@@ -97,6 +97,36 @@ def markdown_table(stats: dict) -> str:
     return "\n".join(lines) + "\n\n" + legend(stats) + "\n"
 
 
+def tests_rows(stats: dict) -> tuple[list[str], list[list[str]]]:
+    """Every comparison with the baseline, one row per metric: the paired difference with its interval, the
+    p-value before and after correction, and McNemar's test per seed (plain text)."""
+    rows = []
+    for comparison in stats["comparisons"]:
+        for metric in METRICS:
+            test = comparison[metric]
+            if not test:
+                continue
+            mcnemar = ", ".join(f"s{t['seed_a']}: {t['a_only']}/{t['b_only']}, p {t['p_value']:.3g}"
+                                for t in test["mcnemar"])
+            rows.append([comparison["dataset"], comparison["head"], f"{comparison['encoder']} - {comparison['baseline']}",
+                         metric, ", ".join(str(pair["seed_a"]) for pair in comparison["pairs"]),
+                         format_difference(test), f"{test['p_value']:.3g}",
+                         f"{test['p_adjusted']:.3g}" + (f" {MARK}" if test["significant"] else ""), mcnemar])
+    header = ["dataset", "head", "difference", "metric", "paired seeds", "points [95% CI]", "p",
+              f"p ({stats['correction']['method']})", "McNemar per seed (baseline only / encoder only right, p)"]
+    return header, rows
+
+
+def markdown_tests(stats: dict) -> str:
+    """The tests against the baseline as a Markdown table (a sentence where there are none)."""
+    header, rows = tests_rows(stats)
+    if not rows:
+        return "No encoder has a baseline to be tested against.\n"
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + f"\n\n{MARK}: {stats['correction']['statement']}.\n"
+
+
 def csv_table(stats: dict) -> str:
     """The same layout with numbers in their own columns: per dataset and metric the mean, std, interval,
     difference from the baseline, its p-values and whether it is significant."""

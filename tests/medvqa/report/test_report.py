@@ -72,6 +72,13 @@ def test_tables_in_the_paper_layout_with_intervals_and_marks(report, runs):
     assert baseline["synthetic_overall_mean"] == pytest.approx(np.mean(overall), abs=0.01)
     assert baseline["synthetic_overall_std"] == pytest.approx(np.std(overall, ddof=1), abs=0.01)
     assert baseline["synthetic_overall_ci_low"] <= baseline["synthetic_overall_mean"] <= baseline["synthetic_overall_ci_high"]
+    tests = (report / "tests.md").read_text().splitlines()
+    assert tests[0].startswith("| dataset | head | difference | metric | paired seeds | points [95% CI] | p | p (holm) |")
+    stats = json.loads((report / "stats.json").read_text())
+    first = stats["comparisons"][0]
+    assert tests[2].split(" | ")[2:5] == [f"{first['encoder']} - maml+cdae", "open", "0, 1"]
+    assert len(tests) == 2 + sum(1 for c in stats["comparisons"] for m in ("open", "closed", "overall") if c[m]) + 2
+    assert "Holm's step-down correction over 12 tests" in tests[-1]
     tex = (report / "tables.tex").read_text()
     assert r"\begin{tabular}{llcccccc}" in tex and r"\multicolumn{3}{c}{synthetic\_copy}" in tex
     assert tex.count(r" \\" + "\n") == 2 + 4  # two header lines, four rows
