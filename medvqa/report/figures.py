@@ -22,7 +22,8 @@ def accuracy_bars(stats: dict) -> bytes:
     """One panel per dataset: for each head the open, closed and overall accuracy of every encoder (mean
     over seeds), with the 95 % bootstrap interval as error bars and ``*`` over significant differences."""
     datasets, rows = table_rows(stats)
-    encoders = list(dict.fromkeys(row.encoder for row in rows))
+    measured = [row for row in rows if any(summary for summary in row.summaries.values())]  # encoders not run: no slot
+    encoders = list(dict.fromkeys(row.encoder for row in measured))
     heads = list(dict.fromkeys(row.head for row in rows))
     bars = len(heads) * len(METRICS) * len(encoders)
     figure = Figure(figsize=(min(16.0, max(6.0, 2.0 + 0.3 * bars)), 3.4 * len(datasets)))
@@ -31,7 +32,7 @@ def accuracy_bars(stats: dict) -> bytes:
     for axis, dataset in zip(axes, datasets):
         groups = [(head, metric) for head in heads for metric in METRICS]
         for e, encoder in enumerate(encoders):
-            by_head = {row.head: row for row in rows if row.encoder == encoder}
+            by_head = {row.head: row for row in measured if row.encoder == encoder}
             means, errors, marks = [], [[], []], []
             for head, metric in groups:
                 summary = by_head[head].summaries.get(dataset) if head in by_head else None

@@ -171,3 +171,13 @@ def test_report_renders_in_headless_chromium(report):
     assert len(widths) >= 8 and all(width > 0 for width in widths)
     assert len(tables) >= 6 and all(rows >= 2 for rows in tables)
     assert "Where encoders disagree" in headings
+
+
+def test_the_bar_chart_leaves_no_slot_for_an_encoder_without_runs(report, monkeypatch):
+    from medvqa.report import figures
+    drawn = []
+    monkeypatch.setattr(figures, "png_bytes", lambda figure: drawn.append(figure) or b"")
+    figures.accuracy_bars(json.loads((report / "stats.json").read_text()))
+    for axis in drawn[0].axes:
+        assert [text.get_text() for text in axis.get_legend().get_texts()] == ["maml+cdae", "maml", "cdae"]
+        assert len(axis.patches) == 3 * 3  # open, closed, overall for each encoder that ran
