@@ -37,14 +37,16 @@ class CDAEEncoder(VisualEncoder):
         self.conv5 = nn.Conv2d(64, 1, 3, padding=1)
 
     def code(self, images: Tensor) -> Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(images)), 2)  # [B, 64, 64, 64]
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # [B, 32, 32, 32]
-        return F.relu(self.conv3(x))  # [B, 16, 32, 32]
+        # ReLU after the pooling: max and ReLU commute (values and gradients), and the ReLU then runs on a
+        # quarter of the activations. In place: a convolution's backward needs its input, not its output.
+        x = F.relu(F.max_pool2d(self.conv1(images), 2), inplace=True)  # [B, 64, 64, 64]
+        x = F.relu(F.max_pool2d(self.conv2(x), 2), inplace=True)  # [B, 32, 32, 32]
+        return F.relu(self.conv3(x), inplace=True)  # [B, 16, 32, 32]
 
     def decode(self, code: Tensor) -> Tensor:
-        x = F.relu(self.tran_conv1(code))  # [B, 32, 64, 64]
-        x = F.relu(self.conv4(x))  # [B, 32, 64, 64]
-        x = F.relu(self.tran_conv2(x))  # [B, 64, 128, 128]
+        x = F.relu(self.tran_conv1(code), inplace=True)  # [B, 32, 64, 64]
+        x = F.relu(self.conv4(x), inplace=True)  # [B, 32, 64, 64]
+        x = F.relu(self.tran_conv2(x), inplace=True)  # [B, 64, 128, 128]
         return torch.sigmoid(self.conv5(x))  # [B, 1, 128, 128]
 
     def encode(self, images: Tensor) -> Tensor:

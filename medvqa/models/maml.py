@@ -35,7 +35,7 @@ class MAMLEncoder(VisualEncoder):
     def encode(self, images: Tensor) -> Tensor:
         x = images  # [B, 1, 84, 84]
         for conv, norm in zip(self.convs, self.norms):
-            x = norm(F.relu(conv(x)))  # [B, 64, 42 | 21 | 11 | 6, ...]
+            x = norm(F.relu(conv(x), inplace=True))  # [B, 64, 42 | 21 | 11 | 6, ...]
         return x.mean(dim=(2, 3))  # [B, 64]
 
     def load_published(self, path: str | Path) -> None:

@@ -55,6 +55,36 @@ def test_cdae_loads_and_reconstructs_real_images(data_rad):
     assert pretrained < 0.2 * untrained  # the published auto-encoder really reconstructs
 
 
+def test_cdae_matches_the_published_layer_order_bit_for_bit(data_rad):
+    """The encoder pools before its ReLU and runs its ReLUs in place; values and gradients stay those of the
+    published conv -> ReLU -> pool order."""
+    import torch.nn.functional as F
+    enc = create_encoder("cdae", {"weights": str(data_rad / "pretrained_ae.pth")})
+    x = torch.cat([_real_image(data_rad, 128), torch.rand(3, 1, 128, 128)]).to(memory_format=torch.channels_last)
+
+    def published(images):
+        h = F.max_pool2d(F.relu(enc.conv1(images)), 2)
+        h = F.max_pool2d(F.relu(enc.conv2(h)), 2)
+        code = F.relu(enc.conv3(h)).flatten(1)
+        y = F.relu(enc.tran_conv1(code.view(-1, 16, 32, 32)))  # the code is decoded from its flat form, as in training
+        y = F.relu(enc.tran_conv2(F.relu(enc.conv4(y))))
+        return code, torch.sigmoid(enc.conv5(y))
+
+    def ours(images):
+        code = enc.encode(images)
+        return code, enc.decode(code.view(-1, 16, 32, 32))
+
+    results = []
+    for forward in (published, ours):
+        code, recon = forward(x)
+        enc.zero_grad()
+        (F.mse_loss(recon, x) + 1e-3 * code.square().mean()).backward()
+        results.append((code.detach(), recon.detach(), [p.grad.clone() for p in enc.parameters()]))
+    (code_a, recon_a, grads_a), (code_b, recon_b, grads_b) = results
+    assert torch.equal(code_a, code_b) and torch.equal(recon_a, recon_b)
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+
+
 def test_cdae_rejects_a_foreign_state_dict(tmp_path):
     torch.save({"conv1.weight": torch.zeros(64, 1, 3, 3), "other": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="unexpected keys \\['other'\\]"):
