@@ -18,12 +18,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
-from medvqa.batches import one_hot
 from medvqa.config import load_config
-from medvqa.experiment import build_experiment, forward
-from medvqa.train import seed_everything
+from medvqa.experiment import build_experiment
+from medvqa.train import epoch_batches, seed_everything, training_loss
 
 
 def module_of(name: str, depth: int) -> str:
@@ -40,21 +37,16 @@ def measure(config_path: Path, overrides: list[str], steps: int, depth: int) -> 
     config = load_config(config_path, overrides)
     seed_everything(config.train.seed)
     exp = build_experiment(config)
-    model, split = exp.model, exp.splits["train"]
-    model.train()
-    generator = torch.Generator().manual_seed(config.train.seed * 1000)
+    model = exp.model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     sizes: dict[str, int] = defaultdict(int)
     for name, parameter in named:
         sizes[module_of(name, depth)] += parameter.numel()
     norms: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
-    for step, idx in enumerate(split.batches(config.train.batch_size, generator)):
-        if step == steps:
-            break
+    for idx in epoch_batches(exp, 0)[:steps]:
         model.zero_grad(set_to_none=True)
-        output = forward(exp, split, idx)
-        model.loss(output, one_hot(split.labels[idx], model.num_answers), split.is_open[idx]).backward()
+        training_loss(exp, idx)[2].backward()
         squares: dict[str, float] = defaultdict(float)
         for name, parameter in named:
             if parameter.grad is not None:

@@ -55,6 +55,7 @@ from medvqa.experiment import (
     resolve_device,
 )
 from medvqa.metrics import accuracy, prediction_frame
+from medvqa.models import VQAOutput
 from medvqa.protocols import EpochSelector, kept_checkpoints
 
 FORMAT_VERSION = 2  # 1: last.pt also held the optimizer state (read when resuming)
@@ -183,17 +184,28 @@ def train_type_classifier(exp: Experiment, out: Path) -> nn.Module:
     return model
 
 
+def epoch_batches(exp: Experiment, epoch: int) -> list[torch.Tensor]:
+    """The shuffled training batches of ``epoch``: the same in a run, its resumption and any diagnostic."""
+    t = exp.config.train
+    return list(exp.splits["train"].batches(t.batch_size, torch.Generator().manual_seed(t.seed * 1000 + epoch)))
+
+
+def training_loss(exp: Experiment, idx: torch.Tensor) -> tuple[VQAOutput, torch.Tensor, torch.Tensor]:
+    """The head's output, the one-hot targets and the training loss on the training records ``idx``."""
+    split, model = exp.splits["train"], exp.model
+    targets = one_hot(split.labels[idx], model.num_answers)  # [B, A]
+    output = forward(exp, split, idx)
+    return output, targets, model.loss(output, targets, split.is_open[idx])
+
+
 def train_one_epoch(exp: Experiment, optimizer: torch.optim.Optimizer, epoch: int) -> dict[str, float]:
     """One pass over the shuffled training split; stops the run on a non-finite loss."""
-    t, split, model = exp.config.train, exp.splits["train"], exp.model
+    t, model = exp.config.train, exp.model
     model.train()
-    generator = torch.Generator().manual_seed(t.seed * 1000 + epoch)
     total_loss, correct, seen = 0.0, 0, 0
-    steps = progress(list(split.batches(t.batch_size, generator)), t.progress, desc=f"epoch {epoch}", leave=False)
+    steps = progress(epoch_batches(exp, epoch), t.progress, desc=f"epoch {epoch}", leave=False)
     for step, idx in enumerate(steps):
-        targets = one_hot(split.labels[idx], model.num_answers)  # [B, A]
-        output = forward(exp, split, idx)
-        loss = model.loss(output, targets, split.is_open[idx])
+        output, targets, loss = training_loss(exp, idx)
         if not torch.isfinite(loss):
             raise UserError(f"loss is {loss.item()} at epoch {epoch} step {step}: run stopped; "
                             "the last good epoch is kept in checkpoints/")

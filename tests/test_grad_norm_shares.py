@@ -10,7 +10,7 @@ from medvqa.cli import main as medvqa_main
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_module_norms_add_up_to_the_clipped_global_norm(tmp_path: Path, data_root: Path, experiment, capsys) -> None:
+def test_module_norms_add_up_to_the_clipped_global_norm(tmp_path: Path, data_root: Path, experiment) -> None:
     data = tmp_path / "synthetic"
     medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16",
                  "--image-specs", "gray84,gray128", "--encoder-weights", str(data_root / "vqa_rad" / "data_RAD")])

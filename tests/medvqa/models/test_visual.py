@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from infra.errors import UserError
@@ -58,7 +59,6 @@ def test_cdae_loads_and_reconstructs_real_images(data_rad):
 def test_cdae_matches_the_published_layer_order_bit_for_bit(data_rad):
     """The encoder pools before its ReLU and runs its ReLUs in place; values and gradients stay those of the
     published conv -> ReLU -> pool order."""
-    import torch.nn.functional as F
     enc = create_encoder("cdae", {"weights": str(data_rad / "pretrained_ae.pth")})
     x = torch.cat([_real_image(data_rad, 128), torch.rand(3, 1, 128, 128)]).to(memory_format=torch.channels_last)
 
