@@ -25,6 +25,9 @@ from medvqa.models.visual import PREPARED_WEIGHTS, frozen_encoders
 # sessions of one run (resuming on another machine, another device) is not a different run. Where
 # the data lives is one of them: checkpoints record digests of the data's content instead.
 RUNTIME_KEYS = {"data": ("root",), "train": ("threads", "device", "eval_batch_size", "feature_cache", "progress")}
+# Settings added after runs were archived, with the value that trains what those runs trained: at
+# that value a run's identity leaves them out, so earlier runs and grid cells still match their configs.
+ADDED_KEYS = {"train": {"bf16_visual": True}}
 
 
 @dataclass
@@ -60,6 +63,7 @@ class TrainConfig:
     deterministic: bool = True
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     bf16: bool = False  # bfloat16 autocast for the forward pass
+    bf16_visual: bool = True  # under bf16 the visual encoders and their own losses too; false: float32
     channels_last: bool = True
     device: str = "cpu"  # "cpu", "cuda", "cuda:N", or "auto" (cuda when available)
     eval_batch_size: int = 256
@@ -90,10 +94,14 @@ class Config:
 def run_identity(data: dict[str, Any]) -> dict[str, Any]:
     """A config mapping reduced to what the run learns: two configs equal after this train the same run.
 
-    ``RUNTIME_KEYS`` are dropped, and ``model.freeze_visual`` is spelled one way, as the sorted names
-    of the encoders it freezes (``true`` and a list naming every visual encoder are the same run).
+    ``RUNTIME_KEYS`` are dropped, so are ``ADDED_KEYS`` at their earlier behaviour's value, and
+    ``model.freeze_visual`` is spelled one way, as the sorted names of the encoders it freezes (``true``
+    and a list naming every visual encoder are the same run).
     """
     identity = without(data, RUNTIME_KEYS)
+    for section, defaults in ADDED_KEYS.items():
+        if isinstance(identity.get(section), dict):
+            identity[section] = {k: v for k, v in identity[section].items() if k not in defaults or v != defaults[k]}
     model = identity.get("model")
     if isinstance(model, dict):
         try:

@@ -77,7 +77,7 @@ def build_model(config: Config, ds: PreparedDataset, vocab: AnswerVocab,
         for name in frozen_encoders(m.freeze_visual, m.visual):
             encoders[name].freeze()
         model = create_head(m.name, m.head, ntoken=ds.dictionary.ntoken, answer_sizes=answer_sizes(vocab),
-                            visual=VisualFrontEnd(encoders))
+                            visual=VisualFrontEnd(encoders, float32_encoders=not config.train.bf16_visual))
     except (KeyError, ValueError, OSError) as error:  # OSError: a folder where a weights file belongs
         raise UserError(f"model: {error}") from None
     glove, tfidf_glove = ds.word_embeddings(tfidf=config.data.tfidf)

@@ -7,6 +7,7 @@ buildable by name from a config.
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,11 +157,13 @@ class VisualFrontEnd(nn.Module):
 
     ``forward`` takes, per encoder name, either images (the encoder runs) or cached encodings
     (a frozen encoder's features), so the same head serves fine-tuned and frozen-branch training.
+    ``float32_encoders``: the encoders and their auxiliary losses run in float32 under autocast.
     """
 
-    def __init__(self, encoders: dict[str, VisualEncoder]) -> None:
+    def __init__(self, encoders: dict[str, VisualEncoder], float32_encoders: bool = False) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
+        self.float32_encoders = float32_encoders
         self.projections = nn.ModuleDict({
             name: nn.Linear(enc.output_dim, enc.projection_dim)
             for name, enc in encoders.items() if enc.projection_dim is not None
@@ -176,11 +179,12 @@ class VisualFrontEnd(nn.Module):
                 code = features[name]  # [B, D_enc]
             elif encoder.input_spec.key in images:
                 x = images[encoder.input_spec.key]
-                code = encoder.encode(x)  # [B, D_enc]
-                if encoder.trainable and self.training:
-                    loss = encoder.auxiliary_loss(x, code)
-                    if loss is not None:
-                        aux.append(loss)
+                with torch.autocast(x.device.type, enabled=False) if self.float32_encoders else nullcontext():
+                    code = encoder.encode(x)  # [B, D_enc]
+                    if encoder.trainable and self.training:
+                        loss = encoder.auxiliary_loss(x, code)
+                        if loss is not None:
+                            aux.append(loss)
             else:
                 raise KeyError(f"visual encoder {name!r} needs images {encoder.input_spec.key!r} or cached features")
             parts.append(self.projections[name](code) if name in self.projections else code)

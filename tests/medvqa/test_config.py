@@ -112,3 +112,10 @@ def test_run_identity_ignores_runtime_settings_and_spellings_of_the_same_freeze(
     assert run_identity({"model": {"freeze_visual": 1}}) == {"model": {"freeze_visual": 1}}
     assert identity("model.freeze_visual=[maml]") != base
     assert identity("model.freeze_visual=true", "train.lr=0.01") != base
+
+
+def test_a_setting_added_later_at_its_earlier_behaviour_keeps_archived_runs_matching():
+    current = load_config(None, []).to_dict()
+    archived = {**current, "train": {k: v for k, v in current["train"].items() if k != "bf16_visual"}}
+    assert run_identity(current) == run_identity(archived)
+    assert run_identity(load_config(None, ["train.bf16_visual=false"]).to_dict()) != run_identity(archived)
