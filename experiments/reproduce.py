@@ -46,6 +46,8 @@ ROWS: dict[str, Row] = {
     "vqa_rad-mevf_ban-bf16": Row("configs/vqa_rad/mevf_ban.yaml", ALL, MEVF_BAN_RAD, ("train.bf16=true",)),
     "vqa_rad-mevf_ban-bf16-visual32": Row("configs/vqa_rad/mevf_ban.yaml", ALL, MEVF_BAN_RAD,
                                           ("train.bf16=true", "train.bf16_visual=false")),
+    # the noise floor: one thread instead of two changes only the order of the float32 sums
+    "vqa_rad-mevf_ban-threads1": Row("configs/vqa_rad/mevf_ban.yaml", ALL, MEVF_BAN_RAD, ("train.threads=1",)),
     # the test-selection check: the same recipe, ten times as many epochs for the test set to pick from
     "vqa_rad-mevf_ban-200": Row("configs/vqa_rad/mevf_ban.yaml", ALL, MEVF_BAN_RAD, ("train.epochs=200",)),
     "vqa_rad-mevf_ban-nearest": Row("configs/vqa_rad/mevf_ban.yaml", ALL, MEVF_BAN_RAD, resize_filter="nearest"),
@@ -83,6 +85,8 @@ ABLATIONS = (
     Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban-frozen",
              "vqa_rad-mevf_ban-frozen-nearest"),
     Ablation("200 epochs instead of 20", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-200"),
+    Ablation("one thread instead of two (float32, only the order of sums changes)", "vqa_rad-mevf_ban",
+             "vqa_rad-mevf_ban-threads1"),
     Ablation("bf16 autocast", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16"),
     Ablation("bf16 autocast, visual branches in float32", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16-visual32"),
     Ablation("bf16 autocast", "vqa_rad-mevf_ban-frozen", "vqa_rad-mevf_ban-frozen-bf16"),

@@ -7,8 +7,8 @@ buildable by name from a config.
 from __future__ import annotations
 
 import itertools
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
