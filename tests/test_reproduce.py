@@ -395,6 +395,17 @@ def test_schedule_names_the_frozen_branches(tmp_path: Path, model: dict, expecte
     assert schedule(tmp_path, 5) == (f"20 epochs, {expected} (stopped after 5)", False)
 
 
+@pytest.mark.parametrize(("train", "expected"), [
+    ({"bf16": True}, ", bf16 autocast"),
+    ({"bf16": True, "bf16_visual": False}, ", bf16 autocast (visual branches float32)"),
+    ({"bf16": False, "bf16_visual": False}, ""),
+])
+def test_schedule_names_the_precision(tmp_path: Path, train: dict, expected: str) -> None:
+    model = {"visual": ["maml", "cdae"], "freeze_visual": False}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": model, "train": {"epochs": 20, **train}}))
+    assert schedule(tmp_path, 20) == (f"20 epochs, fine-tuned branches{expected}", True)
+
+
 def test_an_archived_config_of_the_flat_layout_compares_with_a_run_of_today(grid: Grid) -> None:
     archived = REPO / "experiments/results/cpu/runs/vqa_rad-qcr-maml-unloaded/s88"
     assert "weights" in yaml.safe_load((archived / "config.yaml").read_text())["model"]  # model.weights.maml: ''

@@ -47,7 +47,10 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
         branches = "frozen branches"
     else:
         branches = f"{'+'.join(frozen)} frozen, other branches fine-tuned" if frozen else "fine-tuned branches"
-    recipe = f"{epochs} epochs, {branches}{', bf16 autocast' if train_config.get('bf16') else ''}"
+    precision = ""
+    if train_config.get("bf16"):
+        precision = ", bf16 autocast" + ("" if train_config.get("bf16_visual", True) else " (visual branches float32)")
+    recipe = f"{epochs} epochs, {branches}{precision}"
     finished = epochs is not None and done >= epochs
     return (recipe, True) if finished else (f"{recipe} (stopped after {done})", False)
 
