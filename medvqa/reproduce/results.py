@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from infra.errors import UserError
-from medvqa.config import upgrade_run_config
+from medvqa.config import ADDED_KEYS, upgrade_run_config
 from medvqa.models.visual import frozen_encoders
 from medvqa.protocols import PROTOCOLS, get_protocol, select_epoch
 from medvqa.reproduce.rows import Grid
@@ -48,8 +48,9 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     else:
         branches = f"{'+'.join(frozen)} frozen, other branches fine-tuned" if frozen else "fine-tuned branches"
     precision = ""
-    if train_config.get("bf16"):
-        precision = ", bf16 autocast" + ("" if train_config.get("bf16_visual", True) else " (visual branches float32)")
+    if train_config.get("bf16"):  # a config from before bf16_visual existed ran its encoders as ADDED_KEYS says
+        visual_bf16 = train_config.get("bf16_visual", ADDED_KEYS["train"]["bf16_visual"])
+        precision = ", bf16 autocast" + ("" if visual_bf16 else " (visual branches float32)")
     recipe = f"{epochs} epochs, {branches}{precision}"
     finished = epochs is not None and done >= epochs
     return (recipe, True) if finished else (f"{recipe} (stopped after {done})", False)

@@ -39,7 +39,6 @@ def test_question_rnn_and_attention_softmaxes_stay_float32() -> None:
     torch.testing.assert_close(maps.sum((2, 3)), torch.ones(4, 2), rtol=0, atol=1e-6)
 
 
-
 def test_float32_encoders_keep_the_visual_branch_and_its_loss_in_float32_under_autocast() -> None:
     torch.manual_seed(0)
     images = {"gray128": torch.randn(2, 1, 128, 128)}
