@@ -18,6 +18,7 @@ from infra.errors import UserError
 from infra.files import write_text_atomic
 from infra.plugins import import_plugins, resolve_plugins
 from infra.runs import without
+from infra.tf32 import DEFAULT_TF32, TF32_MODES
 from medvqa.models import ENCODERS, HEADS, list_heads
 from medvqa.models.visual import PREPARED_WEIGHTS, frozen_encoders
 
@@ -27,7 +28,8 @@ from medvqa.models.visual import PREPARED_WEIGHTS, frozen_encoders
 RUNTIME_KEYS = {"data": ("root",), "train": ("threads", "device", "eval_batch_size", "feature_cache", "progress")}
 # Settings added after runs were archived, with the value that trains what those runs trained: at
 # that value a run's identity leaves them out, so earlier runs and grid cells still match their configs.
-ADDED_KEYS = {"train": {"bf16_visual": True}}
+ADDED_KEYS = {"train": {"bf16_visual": True, "tf32": "cudnn"}}
+CHOICES = {"train.tf32": tuple(TF32_MODES)}
 
 
 @dataclass
@@ -65,6 +67,7 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for the forward pass
     bf16_visual: bool = True  # under bf16 the visual encoders and their own losses too; false: float32
     channels_last: bool = True
+    tf32: str = DEFAULT_TF32  # CUDA: "cudnn" (convolutions and RNNs in TF32, PyTorch's default), "all", "ieee" (none)
     device: str = "cpu"  # "cpu", "cuda", "cuda:N", or "auto" (cuda when available)
     eval_batch_size: int = 256
     feature_cache: str = ""  # frozen-encoder features; "" = <data.root>/feature_cache
@@ -185,7 +188,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         apply_override(data, override)
     where = f"{where} (with overrides)" if overrides else where
     _refuse_flat_model_keys(data, where)
-    config = build(Config, data, where)
+    config = build(Config, data, where, choices=CHOICES)
     config.plugins = resolve_plugins(config.plugins, Path(path).parent if path is not None else None)
     import_plugins(config.plugins, f"{where}: plugins")
     return resolve_model(config, where)
@@ -196,7 +199,8 @@ def read_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    config = build(Config, upgrade_run_config(read_yaml_mapping(path, allow_empty=False)), str(path))
+    config = build(Config, upgrade_run_config(read_yaml_mapping(path, allow_empty=False)), str(path),
+                   choices=CHOICES)
     import_plugins(config.plugins, f"{path}: plugins")
     return resolve_model(config, str(path))
 

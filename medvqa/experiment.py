@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from infra.errors import UserError
+from infra.tf32 import set_tf32
 from medvqa.batches import SplitTensors, VisualInputs, answer_list, split_tensors
 from medvqa.config import Config
 from medvqa.data import AnswerVocab, PreparedDataset
@@ -181,6 +182,7 @@ def build_experiment(config: Config, state: dict | None = None, where: str = "ch
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     device = resolve_device(config.train.device)
+    set_tf32(config.train.tf32)
     model = model.to(device)  # before caching: frozen encoders compute their features on the training device
     visual = VisualInputs(ds, encoders, cache, calibration, config.train.channels_last).to(device)
     parts = ["records", "dictionary", "embeddings", *sorted({f"images:{e.input_spec.key}" for e in encoders.values()})]

@@ -26,6 +26,7 @@ from data_prep.records import VQARecord
 from data_prep.text import tokenize
 from infra.cli import Parser
 from infra.errors import UserError
+from infra.tf32 import set_tf32
 from medvqa.batches import SplitTensors, answer_list
 from medvqa.config import Config, read_run_config
 from medvqa.data import PreparedDataset
@@ -96,6 +97,7 @@ class Predictor:
             router = QuestionTypeClassifier(ds.dictionary.ntoken, hidden_dim=config.type_classifier.hidden_dim)
             router.load_state_dict(torch.load(router_path, map_location="cpu", weights_only=True)["model"])
         target = resolve_device(device)
+        set_tf32(config.train.tf32)
         exp = Experiment(config, ds, vocab, answers, model.to(target).eval(), QueryImages({}), {}, target, {}, settings)
         return cls(exp, ds.summary.get("square_filter", "bicubic"), router.to(target).eval() if router else None)
 

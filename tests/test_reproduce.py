@@ -399,6 +399,10 @@ def test_schedule_names_the_frozen_branches(tmp_path: Path, model: dict, expecte
     ({"bf16": True}, ", bf16 autocast"),
     ({"bf16": True, "bf16_visual": False}, ", bf16 autocast (visual branches float32)"),
     ({"bf16": False, "bf16_visual": False}, ""),
+    ({"device": "cpu", "tf32": "all"}, ""),  # CPUs have no TF32
+    ({"device": "cuda"}, ", TF32 convolutions and RNNs"),  # PyTorch's default, before train.tf32 existed
+    ({"device": "cuda:1", "tf32": "ieee"}, ""),
+    ({"device": "cuda", "tf32": "all", "bf16": True}, ", bf16 autocast, TF32 convolutions, RNNs and matrix products"),
 ])
 def test_schedule_names_the_precision(tmp_path: Path, train: dict, expected: str) -> None:
     model = {"visual": ["maml", "cdae"], "freeze_visual": False}

@@ -31,6 +31,9 @@ def planned_epochs(config: dict[str, Any]) -> int | None:
     return (config.get("train") or {}).get("epochs")
 
 
+TF32_WORDS = {"ieee": "", "cudnn": ", TF32 convolutions and RNNs", "all": ", TF32 convolutions, RNNs and matrix products"}
+
+
 def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     """How a run was trained, in words, from its saved config and the ``done`` epochs it got through,
     and whether it finished its schedule.
@@ -51,6 +54,8 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
     if train_config.get("bf16"):  # a config from before bf16_visual existed ran its encoders as ADDED_KEYS says
         visual_bf16 = train_config.get("bf16_visual", ADDED_KEYS["train"]["bf16_visual"])
         precision = ", bf16 autocast" + ("" if visual_bf16 else " (visual branches float32)")
+    if str(train_config.get("device", "")).startswith("cuda"):  # TF32 is a CUDA matter; a config without it had
+        precision += TF32_WORDS[train_config.get("tf32", ADDED_KEYS["train"]["tf32"])]  # PyTorch's default
     recipe = f"{epochs} epochs, {branches}{precision}"
     finished = epochs is not None and done >= epochs
     return (recipe, True) if finished else (f"{recipe} (stopped after {done})", False)

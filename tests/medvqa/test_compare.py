@@ -116,6 +116,16 @@ def test_compare_refuses_bad_input_in_one_line(runs, tmp_path, capsys):
                                                           "--protocol", "best"])
 
 
+def test_an_experiment_sets_the_tf32_mode_of_its_run(runs):
+    config = read_run_config(runs["both_s0"])
+    config.train.tf32 = "ieee"
+    build_experiment(config)
+    convolutions = torch.backends.cudnn.conv if hasattr(torch.backends.cudnn, "conv") else None
+    assert (convolutions.fp32_precision == "ieee") if convolutions else not torch.backends.cudnn.allow_tf32
+    config.train.tf32 = "cudnn"  # back to PyTorch's default for the tests that follow
+    build_experiment(config)
+
+
 def test_predictions_keep_the_probability_of_the_predicted_answer(runs):
     run = runs["both_s1"]
     config = read_run_config(run)

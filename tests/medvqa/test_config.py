@@ -114,8 +114,15 @@ def test_run_identity_ignores_runtime_settings_and_spellings_of_the_same_freeze(
     assert identity("model.freeze_visual=true", "train.lr=0.01") != base
 
 
-def test_a_setting_added_later_at_its_earlier_behaviour_keeps_archived_runs_matching():
+@pytest.mark.parametrize("key, other_value", [("bf16_visual", "false"), ("tf32", "ieee")])
+def test_a_setting_added_later_at_its_earlier_behaviour_keeps_archived_runs_matching(key, other_value):
     current = load_config(None, []).to_dict()
-    archived = {**current, "train": {k: v for k, v in current["train"].items() if k != "bf16_visual"}}
+    archived = {**current, "train": {k: v for k, v in current["train"].items() if k != key}}
     assert run_identity(current) == run_identity(archived)
-    assert run_identity(load_config(None, ["train.bf16_visual=false"]).to_dict()) != run_identity(archived)
+    assert run_identity(load_config(None, [f"train.{key}={other_value}"]).to_dict()) != run_identity(archived)
+
+
+def test_tf32_mode_is_one_of_the_named_modes():
+    assert load_config(None, ["train.tf32=all"]).train.tf32 == "all"
+    with pytest.raises(UserError, match=r"train.tf32 must be one of ieee, cudnn, all, got 'half'"):
+        load_config(None, ["train.tf32=half"])
