@@ -15,6 +15,19 @@ CDAE_INPUT = InputSpec(key="gray128", size=128, channels=1)
 CODE_SHAPE = (16, 32, 32)
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that adds its bias after the convolution: the same values, and a bias gradient
+    computed as a plain reduction. PyTorch's CPU backward of a transposed convolution with a bias spends about
+    ten times longer on that gradient (``tran_conv2``, batch 32: 150 ms of a 0.9 s fine-tuning step)."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if self.bias is None or output_size is not None:
+            return super().forward(x, output_size)
+        y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups,
+                               self.dilation)
+        return y.add_(self.bias[:, None, None])  # in place: the convolution's backward does not need its output
+
+
 class CDAEEncoder(VisualEncoder):
     """Encoder 1x128x128 -> 16x32x32 code, flattened to 16384 (the head projects it to 64); decoder back to 1x128x128.
 
@@ -31,9 +44,9 @@ class CDAEEncoder(VisualEncoder):
         self.conv1 = nn.Conv2d(1, 64, 3, padding=1)
         self.conv2 = nn.Conv2d(64, 32, 3, padding=1)
         self.conv3 = nn.Conv2d(32, 16, 3, padding=1)
-        self.tran_conv1 = nn.ConvTranspose2d(16, 32, 3, stride=2, padding=1, output_padding=1)
+        self.tran_conv1 = ConvTranspose2d(16, 32, 3, stride=2, padding=1, output_padding=1)
         self.conv4 = nn.Conv2d(32, 32, 3, padding=1)
-        self.tran_conv2 = nn.ConvTranspose2d(32, 64, 3, stride=2, padding=1, output_padding=1)
+        self.tran_conv2 = ConvTranspose2d(32, 64, 3, stride=2, padding=1, output_padding=1)
         self.conv5 = nn.Conv2d(64, 1, 3, padding=1)
 
     def code(self, images: Tensor) -> Tensor:

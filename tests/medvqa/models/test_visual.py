@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from infra.errors import UserError
 from medvqa.models import FeatureCache, create_encoder, list_encoders
+from medvqa.models.cdae import ConvTranspose2d
 from medvqa.models.visual import VisualFrontEnd, calibrate_batchnorm, encoder_device, frozen_features, images_to_tensor
 
 
@@ -57,8 +59,9 @@ def test_cdae_loads_and_reconstructs_real_images(data_rad):
 
 
 def test_cdae_matches_the_published_layer_order_bit_for_bit(data_rad):
-    """The encoder pools before its ReLU and runs its ReLUs in place; values and gradients stay those of the
-    published conv -> ReLU -> pool order."""
+    """The encoder pools before its ReLU, runs its ReLUs in place and adds the transposed convolutions' biases
+    after them; values and gradients stay those of the published conv -> ReLU -> pool order with PyTorch's
+    transposed convolution, except the summation order of those two bias gradients."""
     enc = create_encoder("cdae", {"weights": str(data_rad / "pretrained_ae.pth")})
     x = torch.cat([_real_image(data_rad, 128), torch.rand(3, 1, 128, 128)]).to(memory_format=torch.channels_last)
 
@@ -66,8 +69,9 @@ def test_cdae_matches_the_published_layer_order_bit_for_bit(data_rad):
         h = F.max_pool2d(F.relu(enc.conv1(images)), 2)
         h = F.max_pool2d(F.relu(enc.conv2(h)), 2)
         code = F.relu(enc.conv3(h)).flatten(1)
-        y = F.relu(enc.tran_conv1(code.view(-1, 16, 32, 32)))  # the code is decoded from its flat form, as in training
-        y = F.relu(enc.tran_conv2(F.relu(enc.conv4(y))))
+        transposed = nn.ConvTranspose2d.forward  # the bias inside the convolution
+        y = F.relu(transposed(enc.tran_conv1, code.view(-1, 16, 32, 32)))  # decoded from the flat code, as in training
+        y = F.relu(transposed(enc.tran_conv2, F.relu(enc.conv4(y))))
         return code, torch.sigmoid(enc.conv5(y))
 
     def ours(images):
@@ -79,10 +83,24 @@ def test_cdae_matches_the_published_layer_order_bit_for_bit(data_rad):
         code, recon = forward(x)
         enc.zero_grad()
         (F.mse_loss(recon, x) + 1e-3 * code.square().mean()).backward()
-        results.append((code.detach(), recon.detach(), [p.grad.clone() for p in enc.parameters()]))
+        results.append((code.detach(), recon.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}))
     (code_a, recon_a, grads_a), (code_b, recon_b, grads_b) = results
     assert torch.equal(code_a, code_b) and torch.equal(recon_a, recon_b)
-    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    reordered = {"tran_conv1.bias", "tran_conv2.bias"}  # one sum over the batch and the pixels, in another order
+    assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a if n not in reordered)
+    for name in reordered:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-5, atol=1e-7)
+        assert not torch.equal(grads_b[name], torch.zeros_like(grads_b[name]))
+
+
+@pytest.mark.parametrize("bias, output_size", [(True, None), (False, None), (True, [65, 65])])
+def test_transposed_convolution_adds_its_bias_afterwards_with_the_same_values(bias, output_size):
+    torch.manual_seed(0)
+    ours = ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=0 if output_size else 1, bias=bias)
+    x = torch.randn(2, 4, 33, 33)
+    expected = nn.ConvTranspose2d.forward(ours, x, output_size)
+    assert expected.shape[-1] == (65 if output_size else 66)
+    assert torch.equal(ours(x, output_size), expected)
 
 
 def test_cdae_rejects_a_foreign_state_dict(tmp_path):
