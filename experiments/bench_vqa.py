@@ -25,7 +25,8 @@ the median seconds per epoch, peak memory, and the published / ours ratio.
 
     python experiments/bench_vqa.py --profile mevf_ban:frozen --vqa-rad data/vqa_rad [--steps 8] [--bf16]
 
-prints where one setting's training step goes (torch.profiler: operators by self CPU time).
+prints where one setting's training step goes (torch.profiler: operators by self CPU time, each operator
+apart for each shape of its inputs, so that the layers of one kind show apart).
 """
 from __future__ import annotations
 
@@ -146,7 +147,8 @@ def one(model: str, dataset: str, root: str, frozen: bool, steps: int, bf16: boo
 
 def profile(setting: str, root: str, steps: int, bf16: bool, rows: int = 20) -> None:
     """Where a training step's time goes: torch.profiler over ``steps`` steps (after 2 warm-up steps), the
-    operators with the most self CPU time, forward and backward apart."""
+    operators with the most self CPU time, forward and backward apart, and each shape of their inputs apart
+    (a convolution's backward at 128x128 and at 64x64 are two rows)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -154,11 +156,12 @@ def profile(setting: str, root: str, steps: int, bf16: bool, rows: int = 20) -> 
     step, batches, _ = training_step(model, "vqa_rad", root, mode == "frozen", bf16, model_only=False)
     for idx in batches[:2]:
         step(idx)
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for idx in batches[2:2 + steps]:
             step(idx)
     print(f"{setting}{' bf16' if bf16 else ''}: {steps} steps on VQA-RAD, {torch.get_num_threads()} threads")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows,
+                                                              max_name_column_width=32, max_shapes_column_width=80))
 
 
 def run_child(cmd: list[str], threads: int) -> str:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -14,11 +15,17 @@ from medvqa.cli import main as medvqa_main
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_benchmark_prints_a_row_per_setting(tmp_path) -> None:
-    data = tmp_path / "synthetic"
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("bench") / "synthetic"
     medvqa_main(["prepare", "synthetic", "--out", str(data), "--synthetic-images", "16",
                  "--image-specs", "gray84,gray128",
                  "--encoder-weights", str(REPO.parent / "shared" / "data" / "vqa_rad" / "data_RAD")])
+    return data
+
+
+def test_benchmark_prints_a_row_per_setting(synthetic) -> None:
+    data = synthetic
     done = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_vqa.py"), "--vqa-rad", str(data),
                            "--slake", "", "--models", "mevf_ban", "--modes", "frozen", "--steps", "1"],
                           capture_output=True, text=True, check=False, cwd=REPO)
@@ -29,6 +36,16 @@ def test_benchmark_prints_a_row_per_setting(tmp_path) -> None:
     assert row[:3] == ["mevf_ban", "vqa_rad", "frozen"]
     seconds_per_epoch, gflop_per_step, share = float(row[3]), float(row[7]), float(row[9])
     assert seconds_per_epoch > 0 and gflop_per_step > 1 and 0 < share < 5
+
+
+def test_profile_shows_each_layer_of_a_kind_apart(synthetic) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "bench_vqa.py"), "--vqa-rad", str(synthetic),
+                           "--profile", "mevf_ban:finetuned", "--steps", "1"],
+                          capture_output=True, text=True, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    backward = [line for line in done.stdout.splitlines() if line.strip().startswith("aten::convolution_backward")]
+    shapes = [line[line.index("[["):].strip() for line in backward]
+    assert len(shapes) > 1 and len(set(shapes)) == len(shapes)  # one row per layer: its input shapes
 
 
 def test_the_flop_count_includes_the_fused_lstm() -> None:
