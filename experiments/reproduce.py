@@ -19,8 +19,10 @@ builds from that archive Markdown and CSV tables (mean +- std over seeds, the sc
 was measured with, the published number beside it), an ablation table (``ablation.md``: the change
 each of ``ABLATIONS`` makes, over the seeds of both rows; ``ablation_matched.md``: the same at
 matched epochs, replayed from ``metrics.csv``, where a run stopped early or runs differ in length)
-and plots accuracy-per-epoch curves and the seed spread. The archive accumulates: a report on a
-machine that holds only some of the runs keeps the others' archived results. To drop a run from the
+and plots accuracy-per-epoch curves, the seed spread and, for runs of 40 epochs or more, the test
+accuracy each protocol would report after each epoch (``selection.png``: what test selection buys).
+The archive accumulates: a report on a machine that holds only some of the runs keeps the others'
+archived results. To drop a run from the
 table, delete its archived directory and the run itself (or report from another --runs folder), else
 the next report archives it again. ``--readme`` copies the new tables into the blocks of a Markdown
 file that quote them (``update_readme``).

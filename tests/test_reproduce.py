@@ -19,9 +19,10 @@ from medvqa.protocols import PROTOCOLS
 from medvqa.reproduce import Ablation, Grid, Row
 from medvqa.reproduce import main as reproduce_main
 from medvqa.reproduce.archive import archive, config_changes
+from medvqa.reproduce.plots import plot_selection
 from medvqa.reproduce.readme import README_BLOCK, update_readme
 from medvqa.reproduce.report import report
-from medvqa.reproduce.results import REPLAYABLE, collect, replay, saved_config, schedule
+from medvqa.reproduce.results import REPLAYABLE, collect, replay, reported_after_each_epoch, saved_config, schedule
 from medvqa.reproduce.status import run_status
 from medvqa.reproduce.tables import ablation_table, matched_ablation_table
 
@@ -297,6 +298,23 @@ def test_metrics_csv_replays_the_archived_sound_and_test_selected_results(machin
                     [result[k] for k in ("open", "closed", "overall")], path
                 replayed += 1
     assert replayed > 0
+
+
+@pytest.mark.parametrize("protocol", ["sound", "pubmedclip-legacy"])
+def test_reported_after_each_epoch_replays_every_prefix(protocol: str) -> None:
+    metrics = pd.read_csv(REPO / "experiments/results/cpu/runs/vqa_rad-qcr-frozen/s88/metrics.csv")  # routed
+    reported = reported_after_each_epoch(metrics, protocol)
+    assert reported == [replay(metrics[:n], protocol)["overall"] for n in range(1, len(metrics) + 1)]
+    if protocol == "pubmedclip-legacy":  # the best test epoch so far never falls
+        assert all(b >= a for a, b in zip(reported, reported[1:])) and reported[-1] > reported[19]
+
+
+def test_selection_plot_needs_long_runs(grid: Grid, tmp_path: Path) -> None:
+    archived = REPO / "experiments/results/cpu/runs"
+    plot_selection(grid, archived, tmp_path)
+    assert (tmp_path / "selection.png").stat().st_size > 0  # the 200-epoch QCR runs
+    plot_selection(grid, archived, tmp_path / "short", min_epochs=1000)
+    assert not (tmp_path / "short").exists()
 
 
 def test_row_refuses_data_resized_with_another_filter(reproduce, tmp_path: Path, capsys) -> None:

@@ -9,7 +9,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from infra.files import replace_atomic
-from medvqa.reproduce.results import SHOWN_ORDER
+from medvqa.reproduce.results import SHOWN_ORDER, reported_after_each_epoch
 from medvqa.reproduce.rows import Grid
 from medvqa.reproduce.tables import in_table_order
 
@@ -47,6 +47,37 @@ def plot_curves(grid: Grid, runs: Path, out: Path) -> None:
     axes[-1, 0].set_xlabel("epoch")
     figure.tight_layout()
     save_figure(figure, out / "curves.png")
+
+
+def plot_selection(grid: Grid, runs: Path, out: Path, min_epochs: int = 40) -> None:
+    """What test selection buys as training goes on: after each epoch of every run of ``min_epochs`` or
+    more, the test accuracy ``pubmedclip-legacy`` would report (its best test epoch so far, solid) and the
+    one ``sound`` would (at its best validation epoch so far, dashed), one panel per row, the published
+    figure dotted. Nothing is written when no run trained that long."""
+    pair = ("pubmedclip-legacy", "sound")
+    run_dirs = [p for p in sorted(runs.glob("*/s*")) if p.parent.name in grid.rows
+                and set(pair) <= set(grid.rows[p.parent.name].protocols) and (p / "metrics.csv").is_file()]
+    long_runs = {p: metrics for p in run_dirs if len(metrics := pd.read_csv(p / "metrics.csv")) >= min_epochs}
+    rows = [name for name in grid.rows if name in {p.parent.name for p in long_runs}]
+    if not rows:
+        return
+    figure = Figure(figsize=(7, 2.8 * len(rows)))
+    axes = figure.subplots(len(rows), 1, squeeze=False)
+    for axis, row in zip(axes[:, 0], rows):
+        for colour, (run_dir, metrics) in enumerate((p, m) for p, m in long_runs.items() if p.parent.name == row):
+            epochs = range(1, len(metrics) + 1)
+            for protocol, style in zip(pair, ("-", "--")):
+                axis.plot(epochs, reported_after_each_epoch(metrics, protocol), style, color=f"C{colour}",
+                          label=f"{run_dir.name} {protocol}")
+        published = published_overall(grid, row, pair[0])
+        if published is not None:
+            axis.axhline(published, ls=":", color="black", label=f"published ({pair[0]})")
+        axis.set_title(f"{row}: the test accuracy each protocol reports after n epochs", fontsize=9)
+        axis.set_ylabel("overall %")
+        axis.legend(fontsize=7, ncol=2)
+    axes[-1, 0].set_xlabel("epochs trained")
+    figure.tight_layout()
+    save_figure(figure, out / "selection.png")
 
 
 def published_overall(grid: Grid, row: str, protocol: str) -> float | None:

@@ -8,7 +8,7 @@ import pandas as pd
 from infra.errors import UserError
 from infra.files import write_text_atomic
 from medvqa.reproduce.archive import archive
-from medvqa.reproduce.plots import plot_curves, plot_spread
+from medvqa.reproduce.plots import plot_curves, plot_selection, plot_spread
 from medvqa.reproduce.results import collect
 from medvqa.reproduce.rows import Grid
 from medvqa.reproduce.tables import ablation_table, markdown, matched_ablation_table, table
@@ -16,8 +16,8 @@ from medvqa.reproduce.tables import ablation_table, markdown, matched_ablation_t
 
 def report(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
     """Archive the evaluated runs under ``runs`` into ``out/runs``, then write from that archive
-    ``runs.csv``, ``table.{csv,md}``, ``ablation{,_matched}.{csv,md}``, ``curves.png`` and
-    ``seed_spread.png`` into ``out``; returns the table."""
+    ``runs.csv``, ``table.{csv,md}``, ``ablation{,_matched}.{csv,md}``, ``curves.png``, ``seed_spread.png``
+    and, where runs trained 40 epochs or more, ``selection.png`` into ``out``; returns the table."""
     collect(grid, runs)  # a stale or unknown run is refused before it replaces its archived copy
     print(f"archived {archive(runs, out / 'runs')} runs from {runs} under {out / 'runs'}")
     results = collect(grid, out / "runs")
@@ -36,4 +36,5 @@ def report(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
                       markdown(matched) if not matched.empty else "no ablation with a run stopped early\n")
     plot_curves(grid, out / "runs", out)
     plot_spread(grid, results, out)
+    plot_selection(grid, out / "runs", out)
     return summary

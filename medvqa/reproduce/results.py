@@ -12,7 +12,7 @@ import yaml
 from infra.errors import UserError
 from medvqa.config import ADDED_KEYS, upgrade_run_config
 from medvqa.models.visual import frozen_encoders
-from medvqa.protocols import PROTOCOLS, get_protocol, select_epoch
+from medvqa.protocols import PROTOCOLS, EpochSelector, Protocol, get_protocol, select_epoch
 from medvqa.reproduce.rows import Grid
 
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
@@ -82,6 +82,22 @@ def picked_epoch(protocol: str, metrics: pd.DataFrame) -> int:
     return int(select_epoch(epoch_rows(metrics), protocol)["epoch"])
 
 
+def _test_accuracies(chosen: dict[str, Any], rules: Protocol) -> dict[str, float]:
+    """The test ``open``, ``closed`` and ``overall`` of a chosen metrics row: routed ones where the protocol
+    routes by the type classifier and the run has one."""
+    routed = rules.routing == "classifier" and chosen.get("test_routed_overall") is not None
+    prefix = "test_routed_" if routed else "test_"
+    return {k: chosen[f"{prefix}{k}"] for k in ("open", "closed", "overall")}
+
+
+def _replayable(protocol: str) -> Protocol:
+    rules = get_protocol(protocol)
+    if rules.phrase_types is not None:
+        raise ValueError(f"{protocol}: needs the {'/'.join(rules.phrase_types)} test subset, "
+                         "which metrics.csv does not hold")
+    return rules
+
+
 def replay(metrics: pd.DataFrame, protocol: str) -> pd.Series:
     """The test accuracy (``open``, ``closed``, ``overall``, ``epoch``) that ``protocol`` reports for the
     run whose per-epoch ``metrics.csv`` is ``metrics``, picked as training keeps its checkpoints.
@@ -90,15 +106,21 @@ def replay(metrics: pd.DataFrame, protocol: str) -> pd.Series:
     evaluation routes only QCR, so a MEVF run trained with a type classifier gets its epoch here,
     not its gold-type accuracies).
     """
-    rules = get_protocol(protocol)
-    if rules.phrase_types is not None:
-        raise ValueError(f"{protocol}: needs the {'/'.join(rules.phrase_types)} test subset, "
-                         "which metrics.csv does not hold")
+    rules = _replayable(protocol)
     chosen = select_epoch(epoch_rows(metrics), rules)
-    routed = rules.routing == "classifier" and chosen.get("test_routed_overall") is not None
-    prefix = "test_routed_" if routed else "test_"
-    accuracies = {k: chosen[f"{prefix}{k}"] for k in ("open", "closed", "overall")}
-    return pd.Series(accuracies | {"epoch": int(chosen["epoch"])})
+    return pd.Series(_test_accuracies(chosen, rules) | {"epoch": int(chosen["epoch"])})
+
+
+def reported_after_each_epoch(metrics: pd.DataFrame, protocol: str) -> list[float]:
+    """The overall test accuracy ``protocol`` would report had the run stopped after each epoch of
+    ``metrics``: entry ``n`` is ``replay(metrics[:n + 1], protocol)["overall"]``."""
+    rules = _replayable(protocol)
+    selector, chosen, reported = EpochSelector(rules), None, []
+    for row in epoch_rows(metrics):
+        if selector.update(row):
+            chosen = row
+        reported.append(_test_accuracies(chosen, rules)["overall"])
+    return reported
 
 
 def check_current(path: Path, result: dict[str, Any], metrics: pd.DataFrame) -> None:
