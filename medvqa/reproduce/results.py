@@ -55,7 +55,8 @@ def schedule(run_dir: Path, done: int) -> tuple[str, bool]:
         visual_bf16 = train_config.get("bf16_visual", ADDED_KEYS["train"]["bf16_visual"])
         precision = ", bf16 autocast" + ("" if visual_bf16 else " (visual branches float32)")
     if str(train_config.get("device", "")).startswith("cuda"):  # TF32 is a CUDA matter; a config without it had
-        precision += TF32_WORDS[train_config.get("tf32", ADDED_KEYS["train"]["tf32"])]  # PyTorch's default
+        mode = train_config.get("tf32", ADDED_KEYS["train"]["tf32"])  # PyTorch's default
+        precision += TF32_WORDS.get(mode, f", train.tf32={mode}")
     recipe = f"{epochs} epochs, {branches}{precision}"
     finished = epochs is not None and done >= epochs
     return (recipe, True) if finished else (f"{recipe} (stopped after {done})", False)
