@@ -13,7 +13,7 @@ reproduction report replays the choice from ``metrics.csv`` (``select_epoch``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +80,21 @@ class EpochSelector:
         return True
 
 
-def select_epoch(history: Iterable[Mapping[str, Any]], protocol: str | Protocol) -> Mapping[str, Any]:
-    """The metrics row of the epoch ``protocol`` reports after the epochs of ``history`` (as training keeps it)."""
+def chosen_after_each_epoch(history: Iterable[Mapping[str, Any]], protocol: str | Protocol) -> Iterator[Mapping[str, Any]]:
+    """For each epoch of ``history``, the metrics row ``protocol`` reports had training stopped there."""
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     selector, chosen = EpochSelector(protocol), None
     for row in history:
         if selector.update(row):
             chosen = row
+        yield chosen
+
+
+def select_epoch(history: Iterable[Mapping[str, Any]], protocol: str | Protocol) -> Mapping[str, Any]:
+    """The metrics row of the epoch ``protocol`` reports after the epochs of ``history`` (as training keeps it)."""
+    chosen = None
+    for chosen in chosen_after_each_epoch(history, protocol):
+        pass
     if chosen is None:
         raise UserError("no epochs to select from: the run has not finished an epoch")
     return chosen

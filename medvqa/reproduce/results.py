@@ -12,7 +12,7 @@ import yaml
 from infra.errors import UserError
 from medvqa.config import ADDED_KEYS, upgrade_run_config
 from medvqa.models.visual import frozen_encoders
-from medvqa.protocols import PROTOCOLS, EpochSelector, Protocol, get_protocol, select_epoch
+from medvqa.protocols import PROTOCOLS, Protocol, chosen_after_each_epoch, get_protocol, select_epoch
 from medvqa.reproduce.rows import Grid
 
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
@@ -116,12 +116,7 @@ def reported_after_each_epoch(metrics: pd.DataFrame, protocol: str) -> list[floa
     """The overall test accuracy ``protocol`` would report had the run stopped after each epoch of
     ``metrics``: entry ``n`` is ``replay(metrics[:n + 1], protocol)["overall"]``."""
     rules = _replayable(protocol)
-    selector, chosen, reported = EpochSelector(rules), None, []
-    for row in epoch_rows(metrics):
-        if selector.update(row):
-            chosen = row
-        reported.append(_test_accuracies(chosen, rules)["overall"])
-    return reported
+    return [_test_accuracies(chosen, rules)["overall"] for chosen in chosen_after_each_epoch(epoch_rows(metrics), rules)]
 
 
 def check_current(path: Path, result: dict[str, Any], metrics: pd.DataFrame) -> None:
