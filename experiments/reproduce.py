@@ -86,7 +86,7 @@ ABLATIONS = (
     Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-nearest"),
     Ablation("nearest resize of the gray caches (Pillow 6 default)", "vqa_rad-mevf_ban-frozen",
              "vqa_rad-mevf_ban-frozen-nearest"),
-    Ablation("200 epochs instead of 20", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-200"),
+    Ablation("200 epochs instead of 20", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-200", length=True),
     Ablation("one thread instead of two (float32, only the order of sums changes)", "vqa_rad-mevf_ban",
              "vqa_rad-mevf_ban-threads1"),
     Ablation("bf16 autocast", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16"),

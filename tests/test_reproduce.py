@@ -24,7 +24,7 @@ from medvqa.reproduce.readme import README_BLOCK, update_readme
 from medvqa.reproduce.report import report
 from medvqa.reproduce.results import REPLAYABLE, collect, replay, reported_after_each_epoch, saved_config, schedule
 from medvqa.reproduce.status import run_status
-from medvqa.reproduce.tables import ablation_table, matched_ablation_table
+from medvqa.reproduce.tables import ablation_table, matched_ablation_table, per_question_change
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,8 +82,9 @@ def test_report_from_runs(reproduce, grid: Grid, synthetic_data: Path, tmp_path:
     assert json.loads(sound.read_text())["protocol"] == "sound"
 
     archived = tmp_path / "out" / "runs" / "vqa_rad-mevf_ban-frozen" / "s1"
-    assert sorted(p.name for p in archived.iterdir()) == ["config.yaml", "metrics.csv", "results_mevf-legacy.json",
-                                                          "results_pubmedclip-legacy.json", "results_sound.json"]
+    assert sorted(p.name for p in archived.iterdir()) == [
+        "config.yaml", "metrics.csv", "predictions_mevf-legacy.csv", "predictions_pubmedclip-legacy.csv",
+        "predictions_sound.csv", "results_mevf-legacy.json", "results_pubmedclip-legacy.json", "results_sound.json"]
     shutil.rmtree(runs / "vqa_rad-mevf_ban-frozen" / "s1")  # a machine that holds only some runs
     assert list(report(grid, runs, tmp_path / "out")["seeds"]) == [2, 2, 2]
     shutil.rmtree(archived)  # dropping a run from the table
@@ -98,7 +99,7 @@ def test_report_from_runs(reproduce, grid: Grid, synthetic_data: Path, tmp_path:
         report(grid, runs, tmp_path / "out")
 
 
-def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(grid: Grid) -> None:
+def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(grid: Grid, tmp_path: Path) -> None:
     def result(row: str, seed: int, overall: float, schedule: str = "20 epochs", epochs: int = 20) -> dict:
         return {"row": row, "seed": seed, "protocol": "sound", "open": overall - 10, "closed": overall + 10,
                 "overall": overall, "schedule": schedule, "epochs": epochs, "finished": "stopped" not in schedule}
@@ -108,15 +109,59 @@ def test_ablation_table_gives_the_change_over_the_seeds_of_both_rows(grid: Grid)
                             result("vqa_rad-mevf_ban-frozen", 3, 55.0),
                             result("vqa_rad-mevf_ban-nearest", 1, 99.0, "20 epochs (stopped after 3)"),
                             result("vqa_rad-mevf_ban-frozen-bf16", 1, 40.0, "10 epochs", epochs=10)])
-    table = ablation_table(grid, results)
+    table = ablation_table(grid, results, tmp_path)
     assert len(table) == 1  # left out: the unfinished nearest run, the bf16 run of another length; all-train has none
     line = table.iloc[0]
     assert (line["base"], line["variant"], line["protocol"]) == ("vqa_rad-mevf_ban", "vqa_rad-mevf_ban-frozen", "sound")
     assert line["base overall (seeds)"] == "61.0 +- 1.4 (2)" and line["variant overall (seeds)"] == "52.0 +- 2.6 (3)"
     assert line["change open / closed / overall"] == "-9.0 / -9.0 / -9.0"  # means 61 and 52
     assert line["paired"] == "2 (0.7)"  # per-seed changes -10 and -11
+    assert line["per question"] == "-"  # no predictions archived
     stopped = pd.DataFrame([result("vqa_rad-mevf_ban-frozen", 4, 30.0, "20 epochs (stopped after 3)", epochs=3)])
-    assert ablation_table(grid, pd.concat([results, stopped])).empty  # matched_ablation_table's, now
+    assert ablation_table(grid, pd.concat([results, stopped]), tmp_path).empty  # matched_ablation_table's, now
+    longer = pd.DataFrame([result("vqa_rad-mevf_ban-200", 1, 64.0, "200 epochs", epochs=200)])
+    lengths = ablation_table(grid, pd.concat([results, longer]), tmp_path)  # the length is the change: whole
+    assert list(lengths["variant"]) == ["vqa_rad-mevf_ban-frozen", "vqa_rad-mevf_ban-200"]
+    assert lengths["change open / closed / overall"].iloc[1] == "+3.0 / +3.0 / +3.0"
+
+
+def predicted_run(root: Path, row: str, seed: int, correct: list[bool]) -> Path:
+    """A run directory with a config and ``predictions_sound.csv`` of as many questions as ``correct``
+    (qid 10, 11, ...; even qids open), plus a column the archive leaves out."""
+    run_dir = root / row / f"s{seed}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(f"train: {{seed: {seed}}}\n")
+    types = ["OPEN" if i % 2 == 0 else "CLOSED" for i in range(len(correct))]
+    pd.DataFrame({"qid": [f"{10 + i}" for i in range(len(correct))], "question": "Is it?",
+                  "answer": ["yes"] * len(correct), "prediction": ["yes" if c else "no" for c in correct],
+                  "correct": correct, "answer_type": types, "route": types}).to_csv(
+        run_dir / "predictions_sound.csv", index=False)
+    return run_dir
+
+
+def test_the_archive_keeps_the_question_columns_and_ablations_test_them(grid: Grid, tmp_path: Path) -> None:
+    runs, archive_dir = tmp_path / "runs", tmp_path / "archive"
+    for seed, (base, variant) in {1: (20, 30), 2: (22, 32)}.items():  # the variant right on 10 more questions
+        for row, right in (("vqa_rad-mevf_ban", base), ("vqa_rad-mevf_ban-bf16", variant)):
+            run_dir = predicted_run(runs, row, seed, [i < right for i in range(40)])
+            (run_dir / "metrics.csv").write_text("epoch\n0\n")
+            (run_dir / "results_sound.json").write_text("{}")
+    assert archive(runs, archive_dir) == 4
+    archived = archive_dir / "vqa_rad-mevf_ban" / "s1" / "predictions_sound.csv"
+    assert archived.read_text().splitlines()[:2] == ["qid,answer,correct,answer_type,route", "10,yes,True,OPEN,OPEN"]
+
+    ablation = next(a for a in grid.ablations if a.variant == "vqa_rad-mevf_ban-bf16")
+    change = per_question_change(archive_dir, ablation, "sound")
+    assert change.startswith("+25.0 [") and change.endswith(" (1,2)")
+    assert float(change.split(" p ")[1].split()[0]) < 0.01  # 20 of 20 differing questions one way
+    assert per_question_change(archive_dir, ablation, "mevf-legacy") == "-"
+    shutil.rmtree(archive_dir / "vqa_rad-mevf_ban-bf16" / "s2")
+    assert per_question_change(archive_dir, ablation, "sound").endswith(" (1)")  # the seeds both rows hold
+
+    (runs / "vqa_rad-mevf_ban" / "s1" / "predictions_sound.csv").write_text("qid,correct\n10,True\n")
+    with pytest.raises(UserError, match=r"predictions_sound.csv: columns \['answer', 'answer_type', 'route'\] "
+                                        "missing: evaluate the run again"):
+        archive(runs, archive_dir)
 
 
 def archived_run(root: Path, row: str, seed: int, planned: int, test: list[float], val: list[float] | None,
@@ -146,7 +191,10 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
     reported_run(tmp_path, "vqa_rad-qcr-all-train", 88, 200, test=[51, 62, 60], val=None)  # no validation split
     archived_run(tmp_path, "vqa_rad-qcr-maml-unloaded", 88, 200, test=[1, 2], val=[1, 2],
                  protocols=("mevf-legacy",))  # no result of its row's protocols: reported nowhere
+    reported_run(tmp_path, "vqa_rad-mevf_ban", 88, 2, test=[50, 60], val=[70, 75])
+    reported_run(tmp_path, "vqa_rad-mevf_ban-200", 88, 200, test=[50, 60, 70], val=[70, 75, 80])  # stopped after 3
     table = matched_ablation_table(grid, tmp_path)
+    assert "vqa_rad-mevf_ban-200" not in set(table["variant"])  # the length is the change: never cut to 2 epochs
     frozen = table[table["variant"] == "vqa_rad-qcr-frozen"].set_index("protocol")
     assert list(frozen.index) == ["sound", "pubmedclip-legacy"] and set(frozen["epochs"]) == {"2/3"}  # seeds 1, 88
     sound = frozen.loc["sound"]  # best validation, first maximum: seed 1 epochs 1/0, seed 88 epochs 1/1

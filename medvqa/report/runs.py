@@ -19,6 +19,7 @@ from infra.config import read_yaml_mapping
 from infra.errors import UserError
 
 METRICS = ("open", "closed", "overall")
+QUESTION_COLUMNS = ("qid", "answer", "correct", "answer_type", "route")  # of predictions_<protocol>.csv, read here
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def load_run(path: str | Path, protocol: str = "sound") -> EvaluatedRun:
         raise UserError(f"{path / 'config.yaml'}: train.seed is missing or not an integer")
     predictions = pd.read_csv(predictions_path, dtype={"qid": str, "image_id": str, "answer": str, "prediction": str},
                               keep_default_na=False, na_values={"probability": [""]})
-    missing = {"qid", "correct", "answer_type", "route"} - set(predictions.columns)
+    missing = set(QUESTION_COLUMNS) - set(predictions.columns)
     if missing:
         raise UserError(f"{predictions_path}: columns {sorted(missing)} missing (evaluate the run again)")
     if predictions["qid"].duplicated().any():

@@ -1,5 +1,9 @@
 """The archive of a report: the light files of every evaluated run, ``<archive>/<row>/s<seed>/``,
-each replaced only by a run of the same config that trained at least as long."""
+each replaced only by a run of the same config that trained at least as long.
+
+The light files are the config, ``metrics.csv``, the result of each protocol and, of its predictions, the
+columns the paired tests read (``predictions_<protocol>.csv``, a few KB): enough to rebuild the tables
+and to compare two archived rows question by question."""
 from __future__ import annotations
 
 import shutil
@@ -10,9 +14,11 @@ import pandas as pd
 
 from infra.errors import UserError
 from medvqa.config import run_identity, upgrade_run_config
+from medvqa.report.runs import QUESTION_COLUMNS
 from medvqa.reproduce.results import evaluated_runs, saved_config
 
 ARCHIVED = ("config.yaml", "metrics.csv", "results_*.json")
+PREDICTIONS = "predictions_*.csv"  # archived as their QUESTION_COLUMNS
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +58,15 @@ def check_replaces(run_dir: Path, target: Path) -> None:
                         f"train it on before reporting it, or delete {target} to go back to {trained}")
 
 
+def copy_question_columns(predictions: Path, target: Path) -> None:
+    """Write the ``QUESTION_COLUMNS`` of ``predictions`` to ``target``, their text unchanged."""
+    frame = pd.read_csv(predictions, dtype=str, keep_default_na=False)
+    if missing := [column for column in QUESTION_COLUMNS if column not in frame.columns]:
+        raise UserError(f"{predictions}: columns {missing} missing: evaluate the run again "
+                        f"(medvqa evaluate --run {predictions.parent})")
+    frame[list(QUESTION_COLUMNS)].to_csv(target, index=False)
+
+
 def archive(runs: Path, archive_dir: Path) -> int:
     """Copy the light files of every evaluated run under ``runs`` into ``archive_dir``; returns how many.
 
@@ -78,6 +93,8 @@ def archive(runs: Path, archive_dir: Path) -> int:
         for pattern in ARCHIVED:
             for path in run_dir.glob(pattern):
                 shutil.copy2(path, staging / path.name)
+        for path in run_dir.glob(PREDICTIONS):
+            copy_question_columns(path, staging / path.name)
         if target.exists():
             target.rename(retired)
         staging.rename(target)

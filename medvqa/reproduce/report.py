@@ -23,7 +23,7 @@ def report(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
     results = collect(grid, out / "runs")
     if results.empty:
         raise UserError(f"no results_*.json under {runs}/<row>/s<seed>/ or {out / 'runs'}: run some rows first")
-    summary, ablations = table(grid, results), ablation_table(grid, results)
+    summary, ablations = table(grid, results), ablation_table(grid, results, out / "runs")
     write_text_atomic(out / "runs.csv", results.to_csv(index=False))
     write_text_atomic(out / "table.csv", summary.to_csv(index=False))
     write_text_atomic(out / "table.md", markdown(summary))

@@ -30,11 +30,16 @@ class Row:
 
 @dataclass(frozen=True)
 class Ablation:
-    """Two rows that differ in one choice: the report gives the variant's change per protocol."""
+    """Two rows that differ in one choice: the report gives the variant's change per protocol.
+
+    ``length``: the choice is how many epochs the runs train, so the rows are compared once both
+    finished, and never cut to the epochs both ran (that would compare the same epochs twice).
+    """
 
     change: str
     base: str
     variant: str
+    length: bool = False
 
 
 @dataclass(frozen=True)
