@@ -14,6 +14,17 @@ from infra.errors import UserError
 Command = Callable[[list[str]], int]
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are a one-line ``UserError`` (``--help`` still prints the full help)."""
 

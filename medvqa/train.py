@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from infra.cli import Parser
+from infra.cli import Parser, positive_int
 from infra.errors import UserError
 from infra.files import link_atomic, torch_save_atomic, write_text_atomic
 from infra.memory import reuse_freed_memory
@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, required=True, help="YAML config, e.g. configs/vqa_rad/mevf_ban.yaml")
     parser.add_argument("--out", type=Path, required=True, help="run directory (created, or resumed)")
     parser.add_argument("--overwrite", action="store_true", help="discard a run with a different config in --out")
+    parser.add_argument("--stop-after", type=positive_int, metavar="N",
+                        help="stop once N epochs of the schedule are trained (the schedule, learning rate included, "
+                             "stays train.epochs long: run again without it to go on)")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.epochs=2 data.root=DIR")
     return parser.parse_args(argv)
 
@@ -254,26 +257,31 @@ def main(argv: list[str] | None = None) -> int:
     check_run_dir(out, config, args.overwrite)
     created = not out.exists()
     try:
-        return train(config, out)
+        return train(config, out, stop_after=args.stop_after)
     except BaseException:
         if created and not (out / "checkpoints" / "last.pt").exists():  # nothing to resume: leave nothing
             shutil.rmtree(out, ignore_errors=True)
         raise
 
 
-def train(config: Config, out: Path) -> int:
-    """Train (or resume, or extend) the run in ``out``, then evaluate it under the sound protocol."""
+def train(config: Config, out: Path, stop_after: int | None = None) -> int:
+    """Train (or resume, or extend) the run in ``out``, then evaluate it under the sound protocol.
+
+    ``stop_after``: train no further than that many epochs of the ``train.epochs`` schedule this time.
+    """
     state = read_resume_state(out)
     where = str(out / "checkpoints" / "last.pt")
     t = config.train
+    end = t.epochs if stop_after is None else min(stop_after, t.epochs)
     if state is not None:
         check_resumed_data(state, config, where)
         done = state["epoch"] + 1
         if done > t.epochs:
             raise UserError(f"{out} has trained {done} epochs already; train.epochs={t.epochs} asks for fewer")
-        if done == t.epochs:
+        if done >= end:
             save_config(config, out / "config.yaml")
-            print(f"{out}: already trained for {t.epochs} epochs; nothing to do")
+            print(f"{out}: already trained for {done} of {t.epochs} epochs; nothing to do"
+                  + (f" before epoch {end}" if done < t.epochs else ""))
             return 0
 
     if t.threads:
@@ -304,7 +312,7 @@ def train(config: Config, out: Path) -> int:
     print(f"{config.model.name} on {exp.ds.name}: {len(exp.splits['train'])} train / {len(exp.splits['val'])} val / "
           f"{len(exp.splits['test'])} test QA, {len(exp.answers)} answers, {n_params / 1e6:.2f} M trainable parameters")
 
-    for epoch in range(start, t.epochs):
+    for epoch in range(start, end):
         began = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, config) * group.get("scale", 1.0)

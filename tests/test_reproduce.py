@@ -528,3 +528,11 @@ def test_a_grid_of_its_own_runs_reports_and_says_what_comes_next(synthetic_data:
     assert "| freeze the branches | tiny | tiny-frozen | sound |" in ablation  # the protocol both rows report
     assert sorted(p.name for p in Path("report/runs").iterdir()) == ["tiny", "tiny-frozen"]
     assert list(run_status(grid, grid.runs, grid.out)["next"]) == ["done", "done"]
+
+    assert reproduce_main(grid, ["run", "tiny", "--seeds", "1", "--data", f"synthetic={synthetic_data}",
+                                 "--stop-after", "1", "train.epochs=2"]) == 0  # a long row in pieces
+    assert len(pd.read_csv("mine/tiny/s1/metrics.csv")) == 1
+    assert saved_config(Path("mine/tiny/s1"))["train"]["epochs"] == 2
+    assert (tmp_path / "mine/tiny/s1/results_pubmedclip-legacy.json").is_file()  # evaluated as it stands
+    assert list(run_status(grid, grid.runs, grid.out)["next"]) == [
+        "done", "run tiny --seeds 1", "done"]  # the same command without --stop-after goes on

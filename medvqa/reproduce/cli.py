@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from infra.cli import positive_int
 from infra.errors import UserError
 from medvqa.reproduce.readme import update_readme
 from medvqa.reproduce.report import report
@@ -54,6 +55,9 @@ def parser(grid: Grid, description: str | None = None) -> argparse.ArgumentParse
     datasets = ", ".join(grid.datasets)
     run.add_argument("--data", type=partial(data_location, grid.datasets), action="append", default=[],
                      help=f"DATASET=DIR prepared data, DATASET one of {datasets}")
+    run.add_argument("--stop-after", type=positive_int, metavar="N",
+                     help="train each run N epochs into its schedule, then evaluate it as it stands "
+                          "(the same command without it goes on)")
     sub.add_parser("evaluate", parents=[seeds],
                    help="evaluate the runs of a row as they stand, e.g. after stopping them")
     sub.add_parser("status", parents=[out], help="how far each run trained, and what to run next")
@@ -75,7 +79,7 @@ def main(grid: Grid, argv: list[str] | None = None, description: str | None = No
             for name, row in grid.rows.items():
                 print(f"{name:<32} {row.config:<38} {', '.join(row.protocols)}")
         elif args.command == "run":
-            run_row(grid, args.row, args.seeds, args.runs, dict(args.data), overrides)
+            run_row(grid, args.row, args.seeds, args.runs, dict(args.data), overrides, args.stop_after)
         elif args.command == "evaluate":
             evaluate_row(grid, args.row, args.seeds, args.runs)
         elif args.command == "status":

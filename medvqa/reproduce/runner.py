@@ -21,16 +21,18 @@ def check_resize_filter(grid: Grid, name: str, data_root: Path) -> None:
 
 
 def run_row(grid: Grid, name: str, seeds: Sequence[int], runs: Path, data: Mapping[str, str],
-            overrides: Sequence[str] = ()) -> None:
+            overrides: Sequence[str] = (), stop_after: int | None = None) -> None:
     """Train each seed of row ``name`` (resumable: a finished run is not redone, an interrupted one is
     continued), then evaluate it under the row's protocols. ``data``: dataset -> prepared data folder,
-    for the datasets not read from their config's ``data.root``; ``overrides``: for every seed."""
+    for the datasets not read from their config's ``data.root``; ``overrides``: for every seed;
+    ``stop_after``: train each run that far into its schedule and evaluate it as it stands."""
     row, config = grid.rows[name], grid.config_path(name)
     extra = [f"data.root={data[row.dataset]}"] if row.dataset in data else []
     check_resize_filter(grid, name, Path(load_config(config, [*extra, *row.overrides, *overrides]).data.root))
     for seed in seeds:
         run_dir = runs / name / f"s{seed}"
-        status = train.main(["--config", str(config), "--out", str(run_dir), f"train.seed={seed}", *extra,
+        stop = ["--stop-after", str(stop_after)] if stop_after else []
+        status = train.main(["--config", str(config), "--out", str(run_dir), *stop, f"train.seed={seed}", *extra,
                              *row.overrides, *overrides])
         if status != 0:
             raise UserError(f"training {run_dir} failed with status {status}")

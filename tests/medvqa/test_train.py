@@ -82,6 +82,30 @@ def test_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_stop_after_then_on_equals_uninterrupted(synthetic, tmp_path, capsys):
+    _qcr(synthetic, tmp_path / "straight", "train.epochs=3")
+    pieces = tmp_path / "pieces"
+
+    def in_pieces(*stop):
+        return train_main(["--config", QCR_TINY, "--out", str(pieces), *stop, f"data.root={synthetic}",
+                           f"train.feature_cache={synthetic.parent / 'cache'}", "train.epochs=3"])
+
+    assert in_pieces("--stop-after", "2") == 0
+    assert len(json.loads((pieces / "metrics.json").read_text())) == 2
+    assert json.loads((pieces / "results_sound.json").read_text())["epoch"] in (0, 1)  # evaluated as it stands
+    assert in_pieces("--stop-after", "2") == 0
+    assert "already trained for 2 of 3 epochs; nothing to do before epoch 2" in capsys.readouterr().out
+    assert in_pieces() == 0
+
+    def history(run):
+        return [{k: v for k, v in row.items() if "seconds" not in k}
+                for row in json.loads((run / "metrics.json").read_text())]
+
+    assert history(pieces) == history(tmp_path / "straight")  # the learning rate follows the 3-epoch schedule
+    with pytest.raises(UserError, match="--stop-after: '0' is not a positive integer"):
+        in_pieces("--stop-after", "0")
+
+
 def test_type_classifier_interrupted_while_fitting_is_refit(synthetic, tmp_path, monkeypatch):
     _qcr(synthetic, tmp_path / "straight", "train.epochs=1")
     real_predict_open, calls = train_module.predict_open, []
