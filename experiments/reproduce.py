@@ -63,6 +63,8 @@ ROWS: dict[str, Row] = {
     "vqa_rad-qcr-maml-unloaded": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"), QCR_RAD,
                                      ("model.encoders.maml.weights=",)),
     "vqa_rad-qcr-frozen": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound")),
+    "vqa_rad-qcr-frozen-bf16": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound"),
+                                   overrides=("train.bf16=true",)),
     # pubmedclip-legacy on a train-answer-set run: test-selected epoch, but not the published answer set
     "slake-mevf_ban": Row("configs/slake/mevf_ban.yaml", ("sound", "pubmedclip-legacy")),
     "slake-mevf_ban-published-vocab": Row("configs/slake/mevf_ban.yaml", ("pubmedclip-legacy",),
@@ -92,6 +94,7 @@ ABLATIONS = (
     Ablation("bf16 autocast", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16"),
     Ablation("bf16 autocast, visual branches in float32", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16-visual32"),
     Ablation("bf16 autocast", "vqa_rad-mevf_ban-frozen", "vqa_rad-mevf_ban-frozen-bf16"),
+    Ablation("bf16 autocast", "vqa_rad-qcr-frozen", "vqa_rad-qcr-frozen-bf16"),
 )
 GRID = Grid(ROWS, ABLATIONS, root=Path(__file__).resolve().parents[1])
 
