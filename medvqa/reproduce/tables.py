@@ -66,7 +66,8 @@ def per_question_change(archive_dir: Path, ablation: Ablation, protocol: str) ->
 
 
 def ablation_table(grid: Grid, results: pd.DataFrame, archive_dir: Path) -> pd.DataFrame:
-    """Each ablation whose two rows' runs all finished, all as long: mean +- std of each, and the change.
+    """Each ablation whose two rows' runs all finished, all as long (each as its row plans, for an ablation of
+    the length): mean +- std of each, and the change.
 
     The change is the difference of the means over all seeds of each row; ``paired`` counts the seeds
     both rows ran, and the std of their per-seed changes follows in brackets when there are two or more;
