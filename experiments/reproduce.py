@@ -62,6 +62,7 @@ ROWS: dict[str, Row] = {
     # the published QCR code never loads the MAML weights: its MAML branch is trained from random weights
     "vqa_rad-qcr-maml-unloaded": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"), QCR_RAD,
                                      ("model.encoders.maml.weights=",)),
+    "vqa_rad-qcr-bf16": Row("configs/vqa_rad/qcr.yaml", ("pubmedclip-legacy", "sound"), QCR_RAD, ("train.bf16=true",)),
     "vqa_rad-qcr-frozen": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound")),
     "vqa_rad-qcr-frozen-bf16": Row("configs/vqa_rad/qcr_frozen.yaml", ("pubmedclip-legacy", "sound"),
                                    overrides=("train.bf16=true",)),
@@ -94,6 +95,7 @@ ABLATIONS = (
     Ablation("bf16 autocast", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16"),
     Ablation("bf16 autocast, visual branches in float32", "vqa_rad-mevf_ban", "vqa_rad-mevf_ban-bf16-visual32"),
     Ablation("bf16 autocast", "vqa_rad-mevf_ban-frozen", "vqa_rad-mevf_ban-frozen-bf16"),
+    Ablation("bf16 autocast", "vqa_rad-qcr", "vqa_rad-qcr-bf16"),
     Ablation("bf16 autocast", "vqa_rad-qcr-frozen", "vqa_rad-qcr-frozen-bf16"),
 )
 GRID = Grid(ROWS, ABLATIONS, root=Path(__file__).resolve().parents[1])
