@@ -31,6 +31,7 @@ apart for each shape of its inputs, so that the layers of one kind show apart).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -50,6 +51,7 @@ from infra.memory import reuse_freed_memory
 
 CONFIGS = {"mevf_ban": "mevf_ban", "qcr": "qcr"}
 PUBLISHED = {"mevf_ban": "mevf", "qcr": "qcr"}  # ../shared/peers time_epoch.py --model
+PUBLISHED_IMPORTS = {"mevf_ban": (), "qcr": ("h5py", "pandas")}  # what the published code imports beyond ours
 
 
 def fused_rnn_flops(passes: int) -> Callable[..., int]:
@@ -195,11 +197,17 @@ def published(model: str, args: argparse.Namespace, work: Path) -> dict:
 
 def side_by_side(args: argparse.Namespace) -> None:
     """The published code and this toolkit on the same training QA, interleaved (A B A B)."""
+    models = args.models.split(",")
+    missing = sorted({name for model in models for name in PUBLISHED_IMPORTS[model]
+                      if importlib.util.find_spec(name) is None})
+    if missing:  # before anything is timed, not after the first model's rounds
+        raise SystemExit(f"bench_vqa.py --published: the published code imports {', '.join(missing)}, not installed "
+                         "here: pip install -e '.[bench]'")
     print(f"matmul 2048 float32: {matmul_gflops():.0f} GFLOP/s, {args.threads} threads")
     print(f"{'model':<9}{'round':>6}  {'code':<22}{'QA':>6}{'s/epoch':>9}{'peak GiB':>9}")
     summary = []
     with tempfile.TemporaryDirectory(prefix="bench_published_") as tmp:
-        for model in args.models.split(","):
+        for model in models:
             times: dict[str, list[float]] = {}
             peaks: dict[str, float] = {}
             for round_ in range(1, args.rounds + 1):

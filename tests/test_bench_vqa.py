@@ -75,3 +75,17 @@ def test_side_by_side_with_the_published_code(tmp_path, data_root) -> None:
     assert measured[("published", "3064")] and measured[("ours", "frozen")][4] == "3064"
     summary = {row[1]: float(row[-1].rstrip("x")) for row in rows if row[1] != "1"}
     assert summary["published"] == 1.0 and summary["ours"] > 0
+
+
+def test_side_by_side_names_a_missing_import_of_the_published_code_before_timing(monkeypatch) -> None:
+    """The published QCR imports h5py: without it the benchmark stops at once, naming it and the extra to install."""
+    spec = importlib.util.spec_from_file_location("bench_vqa", REPO / "experiments" / "bench_vqa.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "h5py" else find_spec(name))
+    timed = []
+    monkeypatch.setattr(bench, "published", lambda *a: timed.append(a))
+    with pytest.raises(SystemExit, match=r"imports h5py, not installed here: pip install -e '\.\[bench\]'"):
+        bench.main(["--published", "peers", "--models", "mevf_ban,qcr"])
+    assert not timed
