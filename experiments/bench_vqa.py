@@ -51,7 +51,7 @@ from infra.memory import reuse_freed_memory
 
 CONFIGS = {"mevf_ban": "mevf_ban", "qcr": "qcr"}
 PUBLISHED = {"mevf_ban": "mevf", "qcr": "qcr"}  # ../shared/peers time_epoch.py --model
-PUBLISHED_IMPORTS = {"mevf_ban": (), "qcr": ("h5py", "pandas")}  # what the published code imports beyond ours
+PUBLISHED_IMPORTS = {"mevf_ban": (), "qcr": ("h5py",)}  # what the published code imports beyond our dependencies
 
 
 def fused_rnn_flops(passes: int) -> Callable[..., int]:

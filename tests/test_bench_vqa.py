@@ -48,11 +48,17 @@ def test_profile_shows_each_layer_of_a_kind_apart(synthetic) -> None:
     assert len(shapes) > 1 and len(set(shapes)) == len(shapes)  # one row per layer: its input shapes
 
 
-def test_the_flop_count_includes_the_fused_lstm() -> None:
-    """The CPU LSTM is one oneDNN op torch's counter does not see: its products are counted by the benchmark."""
+def load_bench():
+    """experiments/bench_vqa.py as a module (the experiments folder is not a package)."""
     spec = importlib.util.spec_from_file_location("bench_vqa", REPO / "experiments" / "bench_vqa.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_flop_count_includes_the_fused_lstm() -> None:
+    """The CPU LSTM is one oneDNN op torch's counter does not see: its products are counted by the benchmark."""
+    bench = load_bench()
     lstm = torch.nn.LSTM(30, 16, num_layers=2, bidirectional=True, batch_first=True)
     with FlopCounterMode(display=False, custom_mapping=bench.RNN_FLOPS) as counter:
         lstm(torch.randn(4, 12, 30))[0].sum().backward()
@@ -79,9 +85,7 @@ def test_side_by_side_with_the_published_code(tmp_path, data_root) -> None:
 
 def test_side_by_side_names_a_missing_import_of_the_published_code_before_timing(monkeypatch) -> None:
     """The published QCR imports h5py: without it the benchmark stops at once, naming it and the extra to install."""
-    spec = importlib.util.spec_from_file_location("bench_vqa", REPO / "experiments" / "bench_vqa.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench()
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "h5py" else find_spec(name))
     timed = []
