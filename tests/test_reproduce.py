@@ -22,7 +22,7 @@ from medvqa.reproduce.archive import archive, config_changes
 from medvqa.reproduce.plots import plot_selection
 from medvqa.reproduce.readme import README_BLOCK, update_readme
 from medvqa.reproduce.report import report
-from medvqa.reproduce.results import REPLAYABLE, collect, replay, reported_after_each_epoch, saved_config, schedule
+from medvqa.reproduce.results import REPLAYABLE, collect, late_overall, replay, reported_after_each_epoch, saved_config, schedule
 from medvqa.reproduce.status import run_status
 from medvqa.reproduce.tables import ablation_table, matched_ablation_table, per_question_change
 
@@ -201,6 +201,8 @@ def test_matched_ablation_replays_both_protocols_on_the_epochs_both_runs_finishe
     assert (sound["picked"], sound["base overall"], sound["variant overall"]) == (
         "1/0,1/1", "58.0 +- 2.8", "44.5 +- 0.7")
     assert sound["change open / closed / overall"] == "-13.5 / -13.5 / -13.5"  # gold types: all shifted alike
+    # where the matched curves end, no epoch picked: seed 1 (53 -> 45.5), seed 88 (56 -> 45.7)
+    assert sound["change, mean of the last 5 epochs"] == "-8.9 (-7.5, -10.3)"
     legacy = frozen.loc["pubmedclip-legacy"]  # best routed test within the matched epochs
     assert (legacy["picked"], legacy["seeds"]) == ("1/1,1/2", "1,88")
     assert (legacy["base overall"], legacy["variant overall"]) == ("57.0 +- 2.8", "48.5 +- 3.5")
@@ -226,6 +228,14 @@ def test_replay_without_a_validation_split_takes_the_last_epoch(tmp_path: Path) 
     assert chosen.to_dict() == {"open": 50.0, "closed": 65.0, "overall": 60.0, "epoch": 2}
     with pytest.raises(ValueError, match="freeform"):
         replay(pd.read_csv(run_dir / "metrics.csv"), "mevf-legacy")
+
+
+def test_late_overall_averages_the_last_five_epochs_under_the_protocols_routing(tmp_path: Path) -> None:
+    run_dir = archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[90, 90, 10, 20, 30, 40, 50], val=[0] * 7)
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert late_overall(metrics, "sound") == 30.0  # gold types: test_overall
+    assert late_overall(metrics, "pubmedclip-legacy") == 29.0  # classifier routing: test_routed_overall
+    assert late_overall(metrics.iloc[:2], "sound") == 90.0  # fewer epochs than five: all of them
 
 
 def test_report_refuses_a_result_older_than_its_metrics(grid: Grid, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from medvqa.reproduce.rows import Grid
 SHOWN_ORDER = ("sound", "pubmedclip-legacy", "mevf-legacy")  # tables: the honest number first
 # the protocols whose reported accuracies metrics.csv holds (not those of a subset of the test QA)
 REPLAYABLE = tuple(name for name in SHOWN_ORDER if PROTOCOLS[name].phrase_types is None)
+LATE_EPOCHS = 5  # the end of a training curve that ``late_overall`` averages
 
 
 def saved_config(run_dir: Path) -> dict[str, Any]:
@@ -110,6 +111,17 @@ def replay(metrics: pd.DataFrame, protocol: str) -> pd.Series:
     rules = _replayable(protocol)
     chosen = select_epoch(epoch_rows(metrics), rules)
     return pd.Series(_test_accuracies(chosen, rules) | {"epoch": int(chosen["epoch"])})
+
+
+def late_overall(metrics: pd.DataFrame, protocol: str, epochs: int = LATE_EPOCHS) -> float:
+    """The mean overall test accuracy of the last ``epochs`` rows of ``metrics`` under ``protocol``'s routing.
+
+    A figure of where the training curve ends that no epoch selection moves: on a curve still rising
+    several points an epoch, the epoch a protocol picks swings a single run's number far more than this.
+    """
+    rules = _replayable(protocol)
+    last = epoch_rows(metrics)[-epochs:]
+    return sum(_test_accuracies(row, rules)["overall"] for row in last) / len(last)
 
 
 def reported_after_each_epoch(metrics: pd.DataFrame, protocol: str) -> list[float]:

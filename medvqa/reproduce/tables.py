@@ -11,7 +11,7 @@ import pandas as pd
 from medvqa.report.analysis import compare_runs
 from medvqa.report.runs import load_runs
 from medvqa.report.tables import format_difference
-from medvqa.reproduce.results import REPLAYABLE, SHOWN_ORDER, replay, reported, schedule
+from medvqa.reproduce.results import LATE_EPOCHS, REPLAYABLE, SHOWN_ORDER, late_overall, replay, reported, schedule
 from medvqa.reproduce.rows import Ablation, Grid
 
 
@@ -102,7 +102,9 @@ def matched_ablation_table(grid: Grid, archive_dir: Path) -> pd.DataFrame:
 
     For each such seed both runs' ``metrics.csv`` are cut to the epochs both finished, and each protocol
     picks its epoch within them (``replay``): the same schedule on both sides, shortened.
-    ``picked`` gives the epoch each side chose (base/variant), per seed.
+    ``picked`` gives the epoch each side chose (base/variant), per seed. The last column compares where
+    the curves end instead (``late_overall``: the mean of the last matched epochs, per seed in brackets),
+    which no epoch selection moves.
     """
     lines = []
     for ablation in [ablation for ablation in grid.ablations if not ablation.length]:
@@ -115,10 +117,12 @@ def matched_ablation_table(grid: Grid, archive_dir: Path) -> pd.DataFrame:
             continue
         for protocol in [p for p in REPLAYABLE
                          if p in grid.rows[ablation.base].protocols and p in grid.rows[ablation.variant].protocols]:
-            chosen, epochs = [], []
+            chosen, epochs, late_changes = [], [], []
             for pair in pairs:
                 n = min(len(metrics[run_dir]) for run_dir in pair)
                 chosen.append([replay(metrics[run_dir].iloc[:n], protocol) for run_dir in pair])
+                base_late, variant_late = (late_overall(metrics[run_dir].iloc[:n], protocol) for run_dir in pair)
+                late_changes.append(variant_late - base_late)
                 epochs.append(n)
             base, variant = (pd.DataFrame([pair[side] for pair in chosen]) for side in (0, 1))
             lines.append({"change": ablation.change, "base": ablation.base, "variant": ablation.variant,
@@ -127,7 +131,9 @@ def matched_ablation_table(grid: Grid, archive_dir: Path) -> pd.DataFrame:
                           "change open / closed / overall": " / ".join(
                               f"{(variant[k] - base[k]).mean():+.1f}" for k in ("open", "closed", "overall")),
                           "seeds": ",".join(d.name[1:] for d, _ in pairs),
-                          "picked": ",".join(f"{a:.0f}/{b:.0f}" for a, b in zip(base["epoch"], variant["epoch"]))})
+                          "picked": ",".join(f"{a:.0f}/{b:.0f}" for a, b in zip(base["epoch"], variant["epoch"])),
+                          f"change, mean of the last {LATE_EPOCHS} epochs": f"{sum(late_changes) / len(pairs):+.1f} ("
+                          + ", ".join(f"{change:+.1f}" for change in late_changes) + ")"})
     return pd.DataFrame(lines)
 
 
