@@ -4,7 +4,7 @@ Runs are paired by seed (``train.seed``) and questions by qid; runs evaluated on
 are refused. For open, closed and overall accuracy it prints each side's mean +- std over seeds with a
 bootstrap 95 % interval over questions, the paired difference B - A with its interval, the sign-flip
 permutation p-value over questions (raw and corrected for the three tests) and McNemar's exact test per
-seed. ``--out DIR`` also writes ``compare.json`` and ``compare.md``.
+seed (raw and corrected over all the per-seed tests). ``--out DIR`` also writes ``compare.json`` and ``compare.md``.
 """
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def compare(a: list[Path], b: list[Path], *, labels: tuple[str, str] = ("A", "B"
 
 
 def _mcnemar_text(entry: dict) -> str:
-    return ", ".join(f"s{t['seed_a']}" + (f"/{t['seed_b']}" if t["seed_b"] != t["seed_a"] else "") + f" {t['p_value']:.3g}"
-                     for t in entry["mcnemar"])
+    """``s88 0.000227 / 0.00204, ...``: each seed's McNemar p, raw / corrected over all the per-seed tests."""
+    return ", ".join(f"s{t['seed_a']}" + (f"/{t['seed_b']}" if t["seed_b"] != t["seed_a"] else "")
+                     + f" {t['p_value']:.3g} / {t['p_adjusted']:.3g}" for t in entry["mcnemar"])
 
 
 def table_lines(result: dict) -> list[tuple[str, ...]]:
@@ -45,7 +46,7 @@ def table_lines(result: dict) -> list[tuple[str, ...]]:
     label_a, label_b = result["labels"]
     correction = result["correction"]["method"]
     rows = [("metric", label_a, label_b, f"{label_b} - {label_a} [95% CI]", "p", f"p ({correction})",
-             "McNemar p per seed")]
+             f"McNemar p per seed (raw / {correction})")]
     for metric in METRICS:
         test = result["difference"][metric]
         rows.append((metric, format_accuracy(result["a"][metric], "+-"), format_accuracy(result["b"][metric], "+-"),

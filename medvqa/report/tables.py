@@ -99,21 +99,22 @@ def markdown_table(stats: dict) -> str:
 
 def tests_rows(stats: dict) -> tuple[list[str], list[list[str]]]:
     """Every comparison with the baseline, one row per metric: the paired difference with its interval, the
-    p-value before and after correction, and McNemar's test per seed (plain text)."""
+    p-value before and after correction, and McNemar's test per seed, its p also both ways (plain text)."""
     rows = []
     for comparison in stats["comparisons"]:
         for metric in METRICS:
             test = comparison[metric]
             if not test:
                 continue
-            mcnemar = ", ".join(f"s{t['seed_a']}: {t['a_only']}/{t['b_only']}, p {t['p_value']:.3g}"
+            mcnemar = ", ".join(f"s{t['seed_a']}: {t['a_only']}/{t['b_only']}, p {t['p_value']:.3g} / {t['p_adjusted']:.3g}"
                                 for t in test["mcnemar"])
             rows.append([comparison["dataset"], comparison["head"], f"{comparison['encoder']} - {comparison['baseline']}",
                          metric, ", ".join(str(pair["seed_a"]) for pair in comparison["pairs"]),
                          format_difference(test), f"{test['p_value']:.3g}",
                          f"{test['p_adjusted']:.3g}" + (f" {MARK}" if test["significant"] else ""), mcnemar])
-    header = ["dataset", "head", "difference", "metric", "paired seeds", "points [95% CI]", "p",
-              f"p ({stats['correction']['method']})", "McNemar per seed (baseline only / encoder only right, p)"]
+    method = stats["correction"]["method"]
+    header = ["dataset", "head", "difference", "metric", "paired seeds", "points [95% CI]", "p", f"p ({method})",
+              f"McNemar per seed (baseline only / encoder only right, p raw / {method})"]
     return header, rows
 
 

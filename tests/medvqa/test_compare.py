@@ -60,11 +60,18 @@ def test_compare_two_sets_pairs_by_seed_and_writes_json_and_markdown(runs, tmp_p
         table = pd.crosstab(a["correct"], b["correct"]).reindex(index=[True, False], columns=[True, False], fill_value=0)
         assert test["p_value"] == pytest.approx(mcnemar(table.to_numpy(), exact=True).pvalue, rel=1e-9)
         assert (test["a_only"], test["b_only"]) == (table.loc[True, False], table.loc[False, True])
+    mcnemar_p = [t["p_value"] for metric in ("open", "closed", "overall") for t in result["difference"][metric]["mcnemar"]]
+    holm = sorted(mcnemar_p)[0] * len(mcnemar_p)  # Holm's smallest adjusted p: the smallest raw p times the tests
+    assert min(t["p_adjusted"] for m in ("open", "closed", "overall")
+               for t in result["difference"][m]["mcnemar"]) == pytest.approx(min(holm, 1.0))
+    for test in result["difference"]["overall"]["mcnemar"]:  # both printed, raw first
+        assert f"s{test['seed_a']} {test['p_value']:.3g} / {test['p_adjusted']:.3g}" in printed
     differences = [(_predictions(runs[f"maml_s{s}"])["correct"].mean() - _predictions(runs[f"both_s{s}"])["correct"].mean())
                    for s in (0, 1)]
     assert result["difference"]["overall"]["difference"] == pytest.approx(100 * np.mean(differences), abs=0.01)
     markdown = (out / "compare.md").read_text()
-    assert "| metric | maml+cdae | maml | maml - maml+cdae [95% CI] | p | p (holm) | McNemar p per seed |" in markdown
+    assert ("| metric | maml+cdae | maml | maml - maml+cdae [95% CI] | p | p (holm) | McNemar p per seed (raw / holm) |"
+            in markdown)
 
 
 def test_compare_two_runs_of_different_seeds(runs, capsys):

@@ -77,6 +77,9 @@ def test_tables_in_the_paper_layout_with_intervals_and_marks(report, runs):
     stats = json.loads((report / "stats.json").read_text())
     first = stats["comparisons"][0]
     assert tests[2].split(" | ")[2:5] == [f"{first['encoder']} - maml+cdae", "open", "0, 1"]
+    seed_test = first["open"]["mcnemar"][0]  # McNemar's p raw, then corrected as the legend says
+    assert f"s0: {seed_test['a_only']}/{seed_test['b_only']}, p {seed_test['p_value']:.3g} / " \
+           f"{seed_test['p_adjusted']:.3g}" in tests[2]
     assert len(tests) == 2 + sum(1 for c in stats["comparisons"] for m in ("open", "closed", "overall") if c[m]) + 2
     assert "Holm's step-down correction over 12 tests" in tests[-1]
     tex = (report / "tables.tex").read_text()
