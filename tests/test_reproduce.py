@@ -231,11 +231,13 @@ def test_replay_without_a_validation_split_takes_the_last_epoch(tmp_path: Path) 
 
 
 def test_late_overall_averages_the_last_five_epochs_under_the_protocols_routing(tmp_path: Path) -> None:
-    run_dir = archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[90, 90, 10, 20, 30, 40, 50], val=[0] * 7)
+    run_dir = archived_run(tmp_path, "vqa_rad-qcr", 88, 200, test=[90, 70, 10, 20, 30, 40, 50], val=[0] * 7)
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert late_overall(metrics, "sound") == 30.0  # gold types: test_overall
     assert late_overall(metrics, "pubmedclip-legacy") == 29.0  # classifier routing: test_routed_overall
-    assert late_overall(metrics.iloc[:2], "sound") == 90.0  # fewer epochs than five: all of them
+    assert late_overall(metrics.iloc[:2], "sound") == 80.0  # fewer epochs than five: all of them
+    with pytest.raises(ValueError, match="no epochs"):
+        late_overall(metrics.iloc[:0], "sound")
 
 
 def test_report_refuses_a_result_older_than_its_metrics(grid: Grid, tmp_path: Path) -> None:

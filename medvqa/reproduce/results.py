@@ -121,6 +121,8 @@ def late_overall(metrics: pd.DataFrame, protocol: str, epochs: int = LATE_EPOCHS
     """
     rules = _replayable(protocol)
     last = epoch_rows(metrics)[-epochs:]
+    if not last:
+        raise ValueError("late_overall: the metrics hold no epochs")
     return sum(_test_accuracies(row, rules)["overall"] for row in last) / len(last)
 
 

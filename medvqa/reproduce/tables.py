@@ -103,7 +103,7 @@ def matched_ablation_table(grid: Grid, archive_dir: Path) -> pd.DataFrame:
     For each such seed both runs' ``metrics.csv`` are cut to the epochs both finished, and each protocol
     picks its epoch within them (``replay``): the same schedule on both sides, shortened.
     ``picked`` gives the epoch each side chose (base/variant), per seed. The last column compares where
-    the curves end instead (``late_overall``: the mean of the last matched epochs, per seed in brackets),
+    the curves end instead (``late_overall``: the mean of the last matched epochs, per seed in parentheses),
     which no epoch selection moves.
     """
     lines = []
