@@ -5,9 +5,10 @@
         (key=value: config overrides for every seed, e.g. train.device=cuda train.epochs=5)
     python experiments/reproduce.py evaluate ROW [--seeds 1204,1,2] [--runs runs/repro]
         (runs as they stand, e.g. stopped before the end of their schedule)
-    python experiments/reproduce.py report [--runs runs/repro] [--out experiments/results] [--readme README.md]
-    python experiments/reproduce.py status [--runs runs/repro] [--out experiments/results]
+    python experiments/reproduce.py report [--runs runs/repro] --out experiments/results/cpu [--readme README.md]
+    python experiments/reproduce.py status [--runs runs/repro] --out experiments/results/cpu
         (how far each run trained and was archived, whether its results are current, what to run next)
+        (each machine its own archive: experiments/results/cpu for 2 CPU cores, experiments/results/h100)
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
 continued) and evaluates it under every protocol of the row; it refuses data prepared with another

@@ -304,6 +304,21 @@ def test_status_leaves_the_default_folders_out_of_its_commands(grid: Grid, tmp_p
     assert list(run_status(grid, grid.runs, grid.out)["next"]) == ["report"]
 
 
+def test_status_and_report_refuse_a_folder_of_per_machine_archives(reproduce, grid: Grid, tmp_path: Path,
+                                                                    capsys) -> None:
+    results = tmp_path / "results"
+    archived_run(results / "cpu" / "runs", "vqa_rad-qcr-frozen", 1, 2, test=[40, 45], val=[60, 65])
+    (results / "h100" / "runs").mkdir(parents=True)
+    runs = tmp_path / "runs"
+    for command in ("status", "report"):
+        assert reproduce.main([command, "--runs", str(runs), "--out", str(results)]) == 2
+        error = capsys.readouterr().err
+        assert f"--out {results / 'cpu'}" in error and str(results / "h100") in error, error
+        assert not (results / "runs").exists()
+    assert reproduce.main(["status", "--runs", str(runs), "--out", str(results / "cpu")]) == 0
+    assert "vqa_rad-qcr-frozen    1       -      2/2" in capsys.readouterr().out
+
+
 def test_update_readme_refreshes_only_the_blocks_of_this_report(tmp_path: Path) -> None:
     out = tmp_path / "results" / "cpu"
     out.mkdir(parents=True)

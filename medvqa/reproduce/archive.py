@@ -58,6 +58,15 @@ def check_replaces(run_dir: Path, target: Path) -> None:
                         f"train it on before reporting it, or delete {target} to go back to {trained}")
 
 
+def check_report_folder(out: Path) -> None:
+    """Refuse ``out`` as a report's folder where it holds no archive of its own but the archives of several
+    machines (``out/cpu/runs``, ``out/h100/runs``): a report there would start a third archive beside them."""
+    machines = sorted(str(folder.parent) for folder in out.glob("*/runs") if folder.is_dir())
+    if machines and not (out / "runs").is_dir():
+        raise UserError(f"{out} holds the archives {', '.join(machines)}, one per machine: "
+                        f"pass --out {machines[0]} (or another of them)")
+
+
 def copy_question_columns(predictions: Path, target: Path) -> None:
     """Write the ``QUESTION_COLUMNS`` of ``predictions`` to ``target``, their text unchanged."""
     frame = pd.read_csv(predictions, dtype=str, keep_default_na=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from infra.cli import positive_int
 from infra.errors import UserError
+from medvqa.reproduce.archive import check_report_folder
 from medvqa.reproduce.readme import update_readme
 from medvqa.reproduce.report import report
 from medvqa.reproduce.rows import Grid
@@ -83,9 +84,11 @@ def main(grid: Grid, argv: list[str] | None = None, description: str | None = No
         elif args.command == "evaluate":
             evaluate_row(grid, args.row, args.seeds, args.runs)
         elif args.command == "status":
+            check_report_folder(args.out)
             states = run_status(grid, args.runs, args.out)
             print(states.to_string(index=False) if not states.empty else f"no runs under {args.runs} or {args.out}")
         else:
+            check_report_folder(args.out)
             print(report(grid, args.runs, args.out).to_string(index=False))
             if args.readme:
                 print(f"refreshed {update_readme(args.readme, args.out)} blocks of {args.readme}")
