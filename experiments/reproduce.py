@@ -7,7 +7,8 @@
         (runs as they stand, e.g. stopped before the end of their schedule)
     python experiments/reproduce.py report [--runs runs/repro] --out experiments/results/cpu [--readme README.md]
     python experiments/reproduce.py status [--runs runs/repro] --out experiments/results/cpu
-        (how far each run trained and was archived, whether its results are current, what to run next)
+        (how far each run trained and was archived, whether its results are current, what to run next
+         and how long that takes at the pace of its last epochs)
         (each machine its own archive: experiments/results/cpu for 2 CPU cores, experiments/results/h100)
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is

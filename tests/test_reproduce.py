@@ -23,7 +23,7 @@ from medvqa.reproduce.plots import plot_selection
 from medvqa.reproduce.readme import README_BLOCK, update_readme
 from medvqa.reproduce.report import report
 from medvqa.reproduce.results import REPLAYABLE, collect, late_overall, replay, reported_after_each_epoch, saved_config, schedule
-from medvqa.reproduce.status import run_status
+from medvqa.reproduce.status import run_status, time_left
 from medvqa.reproduce.tables import ablation_table, matched_ablation_table, per_question_change
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,6 +291,19 @@ def test_status_says_what_each_run_needs_next(reproduce, grid: Grid, tmp_path: P
     assert reproduce.main(["status", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert f"run vqa_rad-qcr-frozen --seeds 1 {where}" in printed and "evaluate" not in printed, printed
+
+
+def test_status_says_how_long_the_next_run_takes_at_the_pace_of_its_last_epochs(grid: Grid, tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for root, seed in ((runs, 1), (out / "runs", 2)):  # seed 2: archived only, so it trains all 200 again
+        run_dir = archived_run(root, "vqa_rad-qcr-frozen", seed, 200, test=[40, 45, 50], val=[60, 65, 70])
+        metrics = pd.read_csv(run_dir / "metrics.csv").assign(seconds=[90.0, 20.0, 30.0])
+        metrics.to_csv(run_dir / "metrics.csv", index=False)
+    takes = run_status(grid, runs, out).set_index("seed")["takes"]
+    assert takes.to_dict() == {"1": "1.6 h", "2": "1.7 h"}  # 197 and 200 epochs at the median 30 s
+    metrics = pd.DataFrame({"seconds": [50.0, 70.0]})
+    assert [time_left(metrics, epochs) for epochs in (0, 1, 89, 90)] == ["-", "1 min", "89 min", "1.5 h"]
+    assert time_left(pd.DataFrame({"epoch": [0]}), 10) == "-"  # metrics of a version that timed no epoch
 
 
 def test_status_leaves_the_default_folders_out_of_its_commands(grid: Grid, tmp_path: Path, monkeypatch) -> None:

@@ -22,6 +22,15 @@ def _run_metrics(run_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else pd.DataFrame()
 
 
+def time_left(metrics: pd.DataFrame, epochs: int) -> str:
+    """How long ``epochs`` more epochs take at the median pace of the last ten in ``metrics``
+    (its ``seconds`` column, evaluation included): ``-`` where no epoch was timed."""
+    if epochs <= 0 or "seconds" not in metrics or metrics["seconds"].dropna().empty:
+        return "-"
+    seconds = epochs * float(metrics["seconds"].dropna().tail(10).median())
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{max(1, round(seconds / 60))} min"
+
+
 def _result_state(run_dir: Path, protocol: str, metrics: pd.DataFrame) -> str:
     """``protocol``'s result in ``run_dir`` in a word: the epoch it reports, ``stale`` or ``none``."""
     path = run_dir / f"results_{protocol}.json"
@@ -45,8 +54,9 @@ def own_overrides(grid: Grid, row: str, seed: int, config: dict[str, Any]) -> li
 
 def run_status(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
     """One line per run trained under ``runs`` or archived in the report folder ``out``: epochs trained
-    and archived against its schedule, whether its results are current, and the command that comes next
-    (with the overrides the run was trained with beyond its row's, and the folders that are not the grid's)."""
+    and archived against its schedule, whether its results are current, the command that comes next
+    (with the overrides the run was trained with beyond its row's, and the folders that are not the grid's)
+    and, where that command trains, about how long it takes at the pace of the run's last epochs."""
     archive_dir = out / "runs"
     found = sorted({(path.parent.parent.name, path.parent.name) for base in (runs, archive_dir)
                     for path in base.glob("*/s*/config.yaml")})
@@ -59,12 +69,14 @@ def run_status(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
         source, metrics = (here, trained) if trained is not None else (stored, archived)
         config = saved_config(source)
         planned = planned_epochs(config)
+        takes = "-"
         if row not in grid.rows:
             results, next_step = [], "not a row of this script (renamed?): rename or delete it"
         else:
             results = [_result_state(source, protocol, metrics) for protocol in grid.rows[row].protocols]
             if planned and len(metrics) < planned:
                 next_step = " ".join([f"run {row} --seeds {seed}{where}", *own_overrides(grid, row, int(seed), config)])
+                takes = time_left(metrics, planned - len(metrics) if trained is not None else planned)
                 if trained is None:
                     next_step += f" (starts again: no run directory under {runs})"
             elif trained is None:
@@ -78,5 +90,5 @@ def run_status(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
         lines.append({"row": row, "seed": seed,
                       "trained": "-" if trained is None else f"{len(trained)}/{planned}",
                       "archived": "-" if archived is None else f"{len(archived)}/{planned}",
-                      "results": ", ".join(results) or "-", "next": next_step})
-    return pd.DataFrame(lines, columns=["row", "seed", "trained", "archived", "results", "next"])
+                      "results": ", ".join(results) or "-", "next": next_step, "takes": takes})
+    return pd.DataFrame(lines, columns=["row", "seed", "trained", "archived", "results", "next", "takes"])
