@@ -9,7 +9,8 @@
     python experiments/reproduce.py status [--runs runs/repro] --out experiments/results/cpu
         (how far each run trained and was archived, whether its results are current, what to run next
          and how long that takes at the pace of its last epochs)
-        (each machine its own archive: experiments/results/cpu for 2 CPU cores, experiments/results/h100)
+        (--out is required: each machine has its own archive, experiments/results/cpu for 2 CPU cores,
+         experiments/results/h100 for one H100)
 
 ``run`` trains each seed of a row (resumable: a finished run is not redone, an interrupted one is
 continued) and evaluates it under every protocol of the row; it refuses data prepared with another

@@ -23,7 +23,7 @@ from medvqa.reproduce.plots import plot_selection
 from medvqa.reproduce.readme import README_BLOCK, update_readme
 from medvqa.reproduce.report import report
 from medvqa.reproduce.results import REPLAYABLE, collect, late_overall, replay, reported_after_each_epoch, saved_config, schedule
-from medvqa.reproduce.status import run_status, time_left
+from medvqa.reproduce.status import run_status, time_to_train
 from medvqa.reproduce.tables import ablation_table, matched_ablation_table, per_question_change
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,19 +302,24 @@ def test_status_says_how_long_the_next_run_takes_at_the_pace_of_its_last_epochs(
     takes = run_status(grid, runs, out).set_index("seed")["takes"]
     assert takes.to_dict() == {"1": "1.6 h", "2": "1.7 h"}  # 197 and 200 epochs at the median 30 s
     metrics = pd.DataFrame({"seconds": [50.0, 70.0]})
-    assert [time_left(metrics, epochs) for epochs in (0, 1, 89, 90)] == ["-", "1 min", "89 min", "1.5 h"]
-    assert time_left(pd.DataFrame({"epoch": [0]}), 10) == "-"  # metrics of a version that timed no epoch
+    assert [time_to_train(metrics, epochs) for epochs in (0, 1, 89, 90)] == ["-", "1 min", "89 min", "1.5 h"]
+    assert time_to_train(pd.DataFrame({"epoch": [0]}), 10) == "-"  # metrics of a version that timed no epoch
 
 
-def test_status_leaves_the_default_folders_out_of_its_commands(grid: Grid, tmp_path: Path, monkeypatch) -> None:
+def test_status_leaves_the_default_folders_out_of_its_commands(reproduce, grid: Grid, tmp_path: Path,
+                                                               monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
+    out = Path("experiments/results/cpu")  # no default: each machine has an archive of its own
     run_dir = archived_run(grid.runs, "vqa_rad-qcr-frozen", 1, 200, test=[40, 45], val=[60, 65])
-    assert list(run_status(grid, grid.runs, grid.out)["next"]) == [
-        "run vqa_rad-qcr-frozen --seeds 1"]
+    assert list(run_status(grid, grid.runs, out)["next"]) == ["run vqa_rad-qcr-frozen --seeds 1"]
     for protocol in ("sound", "pubmedclip-legacy"):
         (run_dir / f"results_{protocol}.json").write_text(json.dumps({"epoch": 1}))
     (run_dir / "config.yaml").write_text("train: {epochs: 2}\n")
-    assert list(run_status(grid, grid.runs, grid.out)["next"]) == ["report"]
+    assert list(run_status(grid, grid.runs, out)["next"]) == [f"report --out {out}"]
+    for command in ("status", "report"):
+        with pytest.raises(SystemExit):
+            reproduce.main([command])
+        assert "the following arguments are required: --out" in capsys.readouterr().err
 
 
 def test_status_and_report_refuse_a_folder_of_per_machine_archives(reproduce, grid: Grid, tmp_path: Path,
@@ -326,7 +331,8 @@ def test_status_and_report_refuse_a_folder_of_per_machine_archives(reproduce, gr
     for command in ("status", "report"):
         assert reproduce.main([command, "--runs", str(runs), "--out", str(results)]) == 2
         error = capsys.readouterr().err
-        assert f"--out {results / 'cpu'}" in error and str(results / "h100") in error, error
+        assert f"{results} is not an archive but holds 2 in its subfolders ({results / 'cpu'}, {results / 'h100'})" \
+            in error, error
         assert not (results / "runs").exists()
     assert reproduce.main(["status", "--runs", str(runs), "--out", str(results / "cpu")]) == 0
     assert "vqa_rad-qcr-frozen    1       -      2/2" in capsys.readouterr().out

@@ -6,6 +6,7 @@ columns the paired tests read (``predictions_<protocol>.csv``, a few KB): enough
 and to compare two archived rows question by question."""
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,13 @@ def check_replaces(run_dir: Path, target: Path) -> None:
 
 
 def check_report_folder(out: Path) -> None:
-    """Refuse ``out`` as a report's folder where it holds no archive of its own but the archives of several
-    machines (``out/cpu/runs``, ``out/h100/runs``): a report there would start a third archive beside them."""
-    machines = sorted(str(folder.parent) for folder in out.glob("*/runs") if folder.is_dir())
-    if machines and not (out / "runs").is_dir():
-        raise UserError(f"{out} holds the archives {', '.join(machines)}, one per machine: "
-                        f"pass --out {machines[0]} (or another of them)")
+    """Refuse ``out`` as a report's folder where it holds no archive of its own but archives in its
+    subfolders (``out/cpu/runs``, ``out/h100/runs``: one per machine): a report there would start
+    another archive beside them."""
+    archives = sorted(shlex.quote(str(folder.parent)) for folder in out.glob("*/runs") if folder.is_dir())
+    if archives and not (out / "runs").is_dir():
+        raise UserError(f"{out} is not an archive but holds {len(archives)} in its subfolders "
+                        f"({', '.join(archives)}): pass the one of this machine as --out")
 
 
 def copy_question_columns(predictions: Path, target: Path) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from infra.cli import positive_int
 from infra.errors import UserError
-from medvqa.reproduce.archive import check_report_folder
 from medvqa.reproduce.readme import update_readme
 from medvqa.reproduce.report import report
 from medvqa.reproduce.rows import Grid
@@ -50,7 +49,8 @@ def parser(grid: Grid, description: str | None = None) -> argparse.ArgumentParse
     seeds.add_argument("row", choices=list(grid.rows))
     seeds.add_argument("--seeds", type=seed_list, default="1204", help="comma-separated seeds")
     out = argparse.ArgumentParser(add_help=False, parents=[runs])
-    out.add_argument("--out", type=Path, default=grid.out, help="the report's folder (its archive)")
+    out.add_argument("--out", type=Path, default=grid.out, required=grid.out is None,
+                     help="the report's folder (its archive)")
     sub.add_parser("list")
     run = sub.add_parser("run", parents=[seeds])
     datasets = ", ".join(grid.datasets)
@@ -61,7 +61,8 @@ def parser(grid: Grid, description: str | None = None) -> argparse.ArgumentParse
                           "(the same command without it goes on)")
     sub.add_parser("evaluate", parents=[seeds],
                    help="evaluate the runs of a row as they stand, e.g. after stopping them")
-    sub.add_parser("status", parents=[out], help="how far each run trained, and what to run next")
+    sub.add_parser("status", parents=[out],
+                   help="how far each run trained, what to run next and how long that takes")
     rep = sub.add_parser("report", parents=[out])
     rep.add_argument("--readme", type=Path, help="also refresh the blocks of this file that quote the report's files")
     return parser
@@ -84,11 +85,9 @@ def main(grid: Grid, argv: list[str] | None = None, description: str | None = No
         elif args.command == "evaluate":
             evaluate_row(grid, args.row, args.seeds, args.runs)
         elif args.command == "status":
-            check_report_folder(args.out)
             states = run_status(grid, args.runs, args.out)
             print(states.to_string(index=False) if not states.empty else f"no runs under {args.runs} or {args.out}")
         else:
-            check_report_folder(args.out)
             print(report(grid, args.runs, args.out).to_string(index=False))
             if args.readme:
                 print(f"refreshed {update_readme(args.readme, args.out)} blocks of {args.readme}")

@@ -7,7 +7,7 @@ import pandas as pd
 
 from infra.errors import UserError
 from infra.files import write_text_atomic
-from medvqa.reproduce.archive import archive
+from medvqa.reproduce.archive import archive, check_report_folder
 from medvqa.reproduce.plots import plot_curves, plot_selection, plot_spread
 from medvqa.reproduce.results import collect
 from medvqa.reproduce.rows import Grid
@@ -19,6 +19,7 @@ def report(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
     ``runs.csv``, ``table.{csv,md}``, ``ablation{,_matched}.{csv,md}``, ``curves.png``, ``seed_spread.png``
     and, where runs trained 40 epochs or more, ``selection.png`` into ``out``; returns the table."""
     collect(grid, runs)  # a stale or unknown run is refused before it replaces its archived copy
+    check_report_folder(out)
     print(f"archived {archive(runs, out / 'runs')} runs from {runs} under {out / 'runs'}")
     results = collect(grid, out / "runs")
     if results.empty:

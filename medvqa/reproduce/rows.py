@@ -53,7 +53,7 @@ class Grid:
     ablations: tuple[Ablation, ...] = ()
     root: Path = Path(".")  # the folder the rows' configs are relative to
     runs: Path = Path("runs/repro")  # the commands' default --runs
-    out: Path = Path("experiments/results")  # the commands' default --out
+    out: Path | None = None  # the commands' default --out; None: --out is required (e.g. one archive per machine)
 
     def __post_init__(self) -> None:
         if not self.rows:

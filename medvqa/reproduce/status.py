@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from medvqa.config import load_config
-from medvqa.reproduce.archive import config_changes
+from medvqa.reproduce.archive import check_report_folder, config_changes
 from medvqa.reproduce.results import picked_epoch, planned_epochs, saved_config
 from medvqa.reproduce.rows import Grid
 
@@ -22,13 +22,15 @@ def _run_metrics(run_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else pd.DataFrame()
 
 
-def time_left(metrics: pd.DataFrame, epochs: int) -> str:
-    """How long ``epochs`` more epochs take at the median pace of the last ten in ``metrics``
-    (its ``seconds`` column, evaluation included): ``-`` where no epoch was timed."""
-    if epochs <= 0 or "seconds" not in metrics or metrics["seconds"].dropna().empty:
+def time_to_train(metrics: pd.DataFrame, epochs: int) -> str:
+    """About how long ``epochs`` epochs take at the median pace of the last ten timed epochs of ``metrics``
+    (its ``seconds`` column, each epoch's evaluation included, the protocols' final one not): ``-`` where
+    no epoch was timed."""
+    timed = metrics["seconds"].dropna() if "seconds" in metrics else pd.Series(dtype=float)
+    if epochs <= 0 or timed.empty:
         return "-"
-    seconds = epochs * float(metrics["seconds"].dropna().tail(10).median())
-    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{max(1, round(seconds / 60))} min"
+    minutes = max(1, round(epochs * float(timed.tail(10).median()) / 60))
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes} min"
 
 
 def _result_state(run_dir: Path, protocol: str, metrics: pd.DataFrame) -> str:
@@ -57,6 +59,7 @@ def run_status(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
     and archived against its schedule, whether its results are current, the command that comes next
     (with the overrides the run was trained with beyond its row's, and the folders that are not the grid's)
     and, where that command trains, about how long it takes at the pace of the run's last epochs."""
+    check_report_folder(out)
     archive_dir = out / "runs"
     found = sorted({(path.parent.parent.name, path.parent.name) for base in (runs, archive_dir)
                     for path in base.glob("*/s*/config.yaml")})
@@ -76,7 +79,7 @@ def run_status(grid: Grid, runs: Path, out: Path) -> pd.DataFrame:
             results = [_result_state(source, protocol, metrics) for protocol in grid.rows[row].protocols]
             if planned and len(metrics) < planned:
                 next_step = " ".join([f"run {row} --seeds {seed}{where}", *own_overrides(grid, row, int(seed), config)])
-                takes = time_left(metrics, planned - len(metrics) if trained is not None else planned)
+                takes = time_to_train(metrics, planned - len(metrics) if trained is not None else planned)
                 if trained is None:
                     next_step += f" (starts again: no run directory under {runs})"
             elif trained is None:
