@@ -523,14 +523,14 @@ def test_schedule_names_the_precision(tmp_path: Path, train: dict, expected: str
 
 
 def test_an_archived_config_of_the_flat_layout_compares_with_a_run_of_today(grid: Grid) -> None:
-    archived = REPO / "experiments/results/cpu/runs/vqa_rad-qcr-maml-unloaded/s88"
-    assert "weights" in yaml.safe_load((archived / "config.yaml").read_text())["model"]  # model.weights.maml: ''
+    archived = REPO / "experiments/results/cpu/runs/slake-qcr-frozen/s88"
+    assert "weights" in yaml.safe_load((archived / "config.yaml").read_text())["model"]  # model.weights.maml: PATH
     old = saved_config(archived)
-    assert old["model"]["encoders"]["maml"] == {"weights": ""} and old["model"]["head"]["rnn"] == "GRU"
-    cdae = old["model"]["encoders"]["cdae"]["weights"]  # a path then, where today's config reads the prepared copy
-    row = grid.rows["vqa_rad-qcr-maml-unloaded"]
-    new = load_config(grid.config_path("vqa_rad-qcr-maml-unloaded"),
-                      [*row.overrides, "train.seed=88", f"model.encoders.cdae.weights={cdae}"]).to_dict()
+    assert old["model"]["head"]["rnn"] == "GRU" and old["model"]["freeze_visual"] is True
+    # paths then, where today's config reads the prepared copies
+    paths = [f"model.encoders.{name}.weights={old['model']['encoders'][name]['weights']}" for name in ("maml", "cdae")]
+    row = grid.rows["slake-qcr-frozen"]
+    new = load_config(grid.config_path("slake-qcr-frozen"), [*row.overrides, "train.seed=88", *paths]).to_dict()
     assert config_changes(old, new) == {}
     assert config_changes(yaml.safe_load((archived / "config.yaml").read_text()), {**new, "train": {"lr": 1}}) == {
         "train.lr": (0.002, 1)}
